@@ -1,0 +1,21 @@
+# The two commands of the README: `make run` (default study) and `make test` (test suite).
+# Both create .venv on first use and install everything retain needs into it.
+PY := .venv/bin/python
+TEST_EXTRAS := dev,report,lora,ray,tensorboard,ode
+
+.PHONY: run test lint setup
+
+run:
+	@bash scripts/setup-venv.sh report
+	$(PY) -m retain run
+
+test:
+	@bash scripts/setup-venv.sh $(TEST_EXTRAS)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+lint:
+	$(PY) -m ruff check src tests benchmarks
+
+setup:
+	@bash scripts/setup-venv.sh $(TEST_EXTRAS)

@@ -1,0 +1,42 @@
+"""Terminal output: progress bars and result tables (rich)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from retain.metrics import mean_std
+
+console = Console(stderr=True)
+
+
+def make_progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    m, s = mean_std([v * scale for v in values])
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
+def results_table(records: list[dict[str, Any]], title: str = "Results") -> Table:
+    """Mean ± std over seeds/orders of each (benchmark, strategy) group of finished runs."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        if r["status"] == "finished":
+            groups[(r["benchmark"], r["strategy"])].append(r)
+    table = Table(title=title, title_justify="left")
+    for col in ("strategy", "runs", "avg acc %", "forgetting %", "learning acc %",
+                "BWT %", "time s"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for (bench, strat), rs in sorted(groups.items()):
+        m = lambda k: [r["metrics"][k] for r in rs]  # noqa: E731
+        table.add_row(strat if len({b for b, _ in groups}) == 1 else f"{bench}/{strat}", str(len(rs)), _fmt(m("avg_acc")), _fmt(m("forgetting")),
+                      _fmt(m("learning_acc")), _fmt(m("bwt")),
+                      _fmt([r["wall_seconds"] for r in rs], scale=1.0))
+    return table

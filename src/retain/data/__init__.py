@@ -1,0 +1,1 @@
+"""File-format readers, checksums and per-batch transforms."""

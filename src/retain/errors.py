@@ -1,0 +1,21 @@
+"""Errors that retain raises for bad input. The CLI turns them into one line and exit code 2."""
+
+
+class RetainError(Exception):
+    """Bad input caught at the edge: a config value, a file, a name. Exit code 2."""
+
+
+class ConfigError(RetainError):
+    """A configuration value, flag or study-file entry is unknown or out of range."""
+
+
+class DataError(RetainError):
+    """A data file is missing, truncated, corrupt or of the wrong shape."""
+
+
+class StoreError(RetainError):
+    """The results store cannot be opened or is of an unknown schema."""
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss; the run is marked failed."""

@@ -1,0 +1,41 @@
+"""Evaluation of a model on every task's test set: one row of the accuracy matrix."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from retain.benchmarks.base import Experience
+
+
+def _class_mask(classes: tuple[int, ...], num_classes: int) -> Tensor:
+    mask = torch.full((num_classes,), float("-inf"))
+    mask[list(classes)] = 0.0
+    return mask
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, exp: Experience, *, task_il: bool, num_classes: int,
+             batch_size: int = 2048) -> float:
+    """Top-1 accuracy on ``exp``'s test set; task-IL restricts the logits to its classes."""
+    device = next(model.parameters()).device
+    mask = _class_mask(exp.classes, num_classes).to(device) if task_il else None
+    correct, n = 0, int(exp.test_y.shape[0])
+    for i in range(0, n, batch_size):
+        x = exp.prepare(exp.test_x[i: i + batch_size]).to(device)
+        logits = model(x)
+        if mask is not None:
+            logits = logits + mask
+        correct += int((logits.argmax(1).cpu() == exp.test_y[i: i + batch_size]).sum())
+    return correct / max(n, 1)
+
+
+def evaluate_all(model: nn.Module, experiences: list[Experience], *, task_il: bool,
+                 num_classes: int) -> list[float]:
+    """Accuracy on every task, seen and unseen, with the model in eval mode (restored after)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return [accuracy(model, e, task_il=task_il, num_classes=num_classes) for e in experiences]
+    finally:
+        model.train(was_training)

@@ -1,0 +1,50 @@
+"""Turn a run (finished or failed) into the record the store and summary.json hold."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from typing import Any
+
+from retain.environment import revision, versions
+from retain.loop import Progress, RunResult, run_experiment
+from retain.runconfig import RunConfig
+
+
+def finished_record(result: RunResult, *, study: str, started_at: float) -> dict[str, Any]:
+    cfg = result.config
+    rec = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("config", "stats")}
+    rec.update(
+        run_key=result.key, study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
+        config=cfg.resolved(), versions=versions(), revision=revision(), status="finished",
+        started_at=started_at, finished_at=time.time(),
+        extra={"stats": result.stats, "order": cfg.order},
+    )
+    return rec
+
+
+def failed_record(cfg: RunConfig, exc: BaseException, *, study: str, started_at: float) -> dict[str, Any]:
+    return dict(
+        run_key=cfg.key(), study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
+        task_order=[], config=cfg.resolved(), versions=versions(), revision=revision(), status="failed",
+        error=f"{exc.__class__.__name__}: {exc}", started_at=started_at, finished_at=time.time(),
+        extra={"traceback": traceback.format_exc(limit=8), "order": cfg.order},
+    )
+
+
+def execute(cfg: RunConfig, *, study: str = "", progress: Progress | None = None,
+            after_task=None) -> dict[str, Any]:
+    """Run ``cfg`` and return its record; a failing run returns a failed record (never raises,
+    except for bad input, which is refused before anything runs)."""
+    cfg.validate()
+    started = time.time()
+    try:
+        result = run_experiment(cfg, progress=progress, after_task=after_task)
+    except Exception as exc:  # noqa: BLE001 - recorded as a failed run
+        from retain.errors import RetainError
+
+        if isinstance(exc, RetainError):
+            raise
+        return failed_record(cfg, exc, study=study, started_at=started)
+    return finished_record(result, study=study, started_at=started)

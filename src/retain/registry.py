@@ -1,0 +1,44 @@
+"""An explicit registry: components register themselves by name, users look them up by name."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from retain.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to components (classes or factories) of one kind, e.g. strategies."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "none"
+            raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._items.items())

@@ -1,0 +1,189 @@
+"""The results store: one SQLite file. A run is written in one transaction when it finishes, so
+a failed or killed run never leaves rows marked finished. Only one process (the driver) writes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from retain.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_key TEXT NOT NULL,
+    study TEXT NOT NULL DEFAULT '',
+    benchmark TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    task_order TEXT NOT NULL,
+    config TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('finished', 'failed')),
+    error TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    wall_seconds REAL,
+    peak_mem_mb REAL,
+    trainable_params INTEGER,
+    baseline TEXT,
+    metrics TEXT,
+    extra TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS runs_finished_key ON runs(run_key) WHERE status = 'finished';
+CREATE TABLE IF NOT EXISTS accuracy (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    row INTEGER NOT NULL, col INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (run_id, row, col)
+);
+CREATE TABLE IF NOT EXISTS task_times (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task INTEGER NOT NULL, train_seconds REAL NOT NULL, eval_seconds REAL NOT NULL, loss REAL,
+    PRIMARY KEY (run_id, task)
+);
+CREATE TABLE IF NOT EXISTS probes (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (run_id, task, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task INTEGER, kind TEXT NOT NULL, value REAL, threshold REAL, message TEXT NOT NULL
+);
+"""
+
+
+class Store:
+    """Open (or create) the SQLite store at ``path``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and self.path.is_file():
+            with open(self.path, "rb") as fh:
+                head = fh.read(16)
+            if head and head != b"SQLite format 3\x00":
+                raise StoreError(f"{self.path}: not a SQLite database (is --store pointing at the right file?)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open the results store ({exc})") from None
+
+    def _migrate(self) -> None:
+        self.conn.executescript(_SCHEMA)
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema version {row[0]} is newer than this retain "
+                             f"understands ({SCHEMA_VERSION}); upgrade retain")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- writing ------------------------------------------------------------------------------
+    def finished_keys(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT run_key FROM runs WHERE status = 'finished'")}
+
+    def save_run(self, record: dict[str, Any]) -> int:
+        """Write one run (finished or failed) and all its rows in a single transaction."""
+        cols = ("run_key", "study", "benchmark", "strategy", "seed", "task_order", "config", "versions",
+                "revision", "status", "error", "started_at", "finished_at", "wall_seconds", "peak_mem_mb",
+                "trainable_params", "baseline", "metrics", "extra")
+        values = [record.get(c) for c in cols]
+        for i, c in enumerate(cols):
+            if c in ("task_order", "config", "versions", "baseline", "metrics", "extra") and values[i] is not None:
+                values[i] = json.dumps(values[i], sort_keys=True)
+        with self.transaction() as c:
+            cur = c.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                            values)
+            run_id = int(cur.lastrowid)
+            R = record.get("acc_matrix") or []
+            c.executemany("INSERT INTO accuracy VALUES (?, ?, ?, ?)",
+                          [(run_id, i, j, float(v)) for i, row in enumerate(R) for j, v in enumerate(row)])
+            times = zip(record.get("task_seconds") or [], record.get("eval_seconds") or [],
+                        record.get("losses") or [])
+            c.executemany("INSERT INTO task_times VALUES (?, ?, ?, ?, ?)",
+                          [(run_id, t, a, b, loss) for t, (a, b, loss) in enumerate(times)])
+            c.executemany("INSERT INTO probes VALUES (?, ?, ?, ?)",
+                          [(run_id, p["task"], name, float(v)) for p in record.get("probes") or []
+                           for name, v in p.items() if name != "task"])
+            c.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                          [(run_id, e.get("task"), e["kind"], e.get("value"), e.get("threshold"),
+                            e["message"]) for e in record.get("events") or []])
+        return run_id
+
+    # ---- reading ------------------------------------------------------------------------------
+    def runs(self, *, status: str | None = "finished", **where: Any) -> list[dict[str, Any]]:
+        """Runs as dicts (JSON columns decoded, accuracy matrix attached), oldest first."""
+        clauses, args = [], []
+        if status:
+            clauses.append("status = ?")
+            args.append(status)
+        for col, val in where.items():
+            if val is None:
+                continue
+            vals = val if isinstance(val, (list, tuple, set)) else [val]
+            clauses.append(f"{col} IN ({', '.join('?' * len(vals))})")
+            args.extend(vals)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"
+        cur = self.conn.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        out = []
+        for row in cur.fetchall():
+            r = dict(zip(names, row))
+            for c in ("task_order", "config", "versions", "baseline", "metrics", "extra"):
+                if r[c] is not None:
+                    r[c] = json.loads(r[c])
+            r["acc_matrix"] = self.acc_matrix(r["id"])
+            out.append(r)
+        return out
+
+    def acc_matrix(self, run_id: int) -> list[list[float]]:
+        rows = self.conn.execute("SELECT row, col, value FROM accuracy WHERE run_id = ? ORDER BY row, col",
+                                 (run_id,)).fetchall()
+        if not rows:
+            return []
+        n = max(r[0] for r in rows) + 1
+        R = [[0.0] * n for _ in range(n)]
+        for i, j, v in rows:
+            R[i][j] = v
+        return R
+
+    def events(self, run_id: int) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT task, kind, value, threshold, message FROM events WHERE run_id = ?",
+                                (run_id,))
+        return [dict(zip(("task", "kind", "value", "threshold", "message"), r)) for r in cur.fetchall()]
+
+    def probes(self, run_id: int) -> dict[str, list[tuple[int, float]]]:
+        out: dict[str, list[tuple[int, float]]] = {}
+        for task, name, value in self.conn.execute(
+                "SELECT task, name, value FROM probes WHERE run_id = ? ORDER BY task", (run_id,)):
+            out.setdefault(name, []).append((task, value))
+        return out
+
+
+def now() -> float:
+    return time.time()

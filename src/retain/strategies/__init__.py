@@ -1,0 +1,7 @@
+"""Continual-learning strategies, one file each, registered by name."""
+
+from retain.strategies import joint, naive  # noqa: F401  (register built-ins)
+from retain.strategies.base import STRATEGIES, Strategy, register_strategy
+from retain.strategies.config import StrategyConfig, hp
+
+__all__ = ["STRATEGIES", "Strategy", "StrategyConfig", "hp", "register_strategy"]

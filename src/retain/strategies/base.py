@@ -1,0 +1,88 @@
+"""The strategy interface: ``begin_task``, ``observe`` (one optimiser step on one batch) and
+``end_task``. The run loop owns data, evaluation and bookkeeping; strategies own their method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from retain.benchmarks.base import Experience
+from retain.registry import Registry
+from retain.strategies.config import StrategyConfig
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+class Strategy:
+    """Base class: naive fine-tuning with cross-entropy. Subclasses override what they change.
+
+    ``observe`` returns a dict of detached scalar tensors to log (at least ``loss``), never
+    floats: converting every step would synchronise and cost time.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[StrategyConfig]] = StrategyConfig
+    #: True when the method cannot work without task boundaries (it is refused task-free).
+    needs_boundaries: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module, config: StrategyConfig, *, make_optimizer: OptimizerFactory,
+                 num_classes: int, device: torch.device | str = "cpu"):
+        self.model = model
+        self.config = config
+        self.make_optimizer = make_optimizer
+        self.num_classes = num_classes
+        self.device = torch.device(device)
+        self.optimizer = make_optimizer(p for p in model.parameters() if p.requires_grad)
+        self.task = -1
+
+    # ---- hooks -------------------------------------------------------------------------------
+    def begin_task(self, experience: Experience) -> None:
+        self.task = experience.task_id
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        loss = F.cross_entropy(self.model(x), y)
+        self.step(loss)
+        return {"loss": loss.detach()}
+
+    def end_task(self, experience: Experience) -> None:
+        pass
+
+    def training_experiences(self, seen: list[Experience]) -> list[Experience]:
+        """Which experiences the current task trains on (joint training returns all seen)."""
+        return seen[-1:]
+
+    def stats(self) -> dict[str, Any]:
+        """Strategy state worth recording after a task (buffer statistics, counters)."""
+        return {}
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def step(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume at a task boundary (subclasses add their own state)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "task": self.task}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.task = state["task"]
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+
+
+def register_strategy(name: str):
+    """Class decorator: register a Strategy subclass under ``name``."""
+
+    def decorator(cls: type[Strategy]) -> type[Strategy]:
+        cls.name = name
+        return STRATEGIES.register(name)(cls)
+
+    return decorator

@@ -1,0 +1,79 @@
+"""Typed hyperparameters. A strategy's ``Config`` is a dataclass whose fields are declared with
+:func:`hp`; the CLI generates one flag per field and values are checked once, at the edge."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from retain.errors import ConfigError
+
+
+def hp(default: Any, help: str, *, low: float | None = None, high: float | None = None,
+       choices: tuple | None = None, low_open: bool = False) -> Any:
+    """A hyperparameter field with its help text and its valid range or choices."""
+    meta = {"help": help, "low": low, "high": high, "choices": choices, "low_open": low_open}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class StrategyConfig:
+    """Base of every strategy's hyperparameters (none in common)."""
+
+    @classmethod
+    def fields(cls) -> list[tuple[dataclasses.Field, type]]:
+        hints = get_type_hints(cls)
+        return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_params(cls, strategy: str, params: dict[str, Any]) -> StrategyConfig:
+        """Build and validate from a name->value mapping; keys not of this config are ignored."""
+        values = {}
+        for f, typ in cls.fields():
+            if f.name in params and params[f.name] is not None:
+                values[f.name] = _coerce(strategy, f.name, typ, params[f.name])
+        cfg = cls(**values)
+        cfg.validate(strategy)
+        return cfg
+
+    def validate(self, strategy: str) -> None:
+        for f, _ in self.fields():
+            value, m = getattr(self, f.name), f.metadata
+            where = f"{strategy}: {f.name.replace('_', '-')}"
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where} must be a finite number, got {value}")
+            if m.get("choices") and value not in m["choices"]:
+                raise ConfigError(f"{where} must be one of {list(m['choices'])}, got {value!r}")
+            low, high = m.get("low"), m.get("high")
+            if low is not None and (value < low or (m.get("low_open") and value == low)):
+                op = ">" if m.get("low_open") else ">="
+                raise ConfigError(f"{where} must be {op} {low}, got {value}")
+            if high is not None and value > high:
+                raise ConfigError(f"{where} must be <= {high}, got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(strategy: str, name: str, typ: Any, value: Any) -> Any:
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if typ is float:
+            return float(value)
+        return typ(value) if typ is str else value
+    except (TypeError, ValueError):
+        tname = getattr(typ, "__name__", str(typ))
+        raise ConfigError(f"{strategy}: {name.replace('_', '-')} must be {tname}, got {value!r}") from None
