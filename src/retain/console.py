@@ -35,8 +35,8 @@ def results_table(records: list[dict[str, Any]], title: str = "Results") -> Tabl
                 "BWT %", "time s"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for (bench, strat), rs in sorted(groups.items()):
-        m = lambda k: [r["metrics"][k] for r in rs]  # noqa: E731
-        table.add_row(strat if len({b for b, _ in groups}) == 1 else f"{bench}/{strat}", str(len(rs)), _fmt(m("avg_acc")), _fmt(m("forgetting")),
-                      _fmt(m("learning_acc")), _fmt(m("bwt")),
+        label = strat if len({b for b, _ in groups}) == 1 else f"{bench}/{strat}"
+        table.add_row(label, str(len(rs)), *(_fmt([r["metrics"][k] for r in rs])
+                                             for k in ("avg_acc", "forgetting", "learning_acc", "bwt")),
                       _fmt([r["wall_seconds"] for r in rs], scale=1.0))
     return table

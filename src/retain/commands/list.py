@@ -1,0 +1,26 @@
+"""`retain list`: benchmarks, strategies and backbones, one line each."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("list", help="list benchmarks, strategies and backbones")
+    p.set_defaults(handler=cmd_list)
+
+
+def _first_line(obj) -> str:
+    return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    from retain.benchmarks import BENCHMARKS
+    from retain.models import BACKBONES
+    from retain.strategies import STRATEGIES
+
+    for title, reg in (("benchmarks", BENCHMARKS), ("strategies", STRATEGIES), ("backbones", BACKBONES)):
+        print(f"{title}:")
+        for name, obj in reg.items():
+            print(f"  {name:<18} {_first_line(obj)}")
+    return 0
