@@ -1,0 +1,102 @@
+"""Framework overhead: naive fine-tuning through retain vs a minimal hand-written PyTorch loop.
+
+Both do the same math in one process: uint8 data in memory, a pixel permutation and float
+conversion per batch, SGD on an MLP, and after every task an evaluation on every task's test set.
+Runs alternate (retain, minimal, retain, ...) so machine noise hits both alike; the ratio of
+medians is printed. Goal: retain <= 1.15x the minimal loop.
+
+    python benchmarks/overhead.py --benchmark permuted-digits
+    python benchmarks/overhead.py --benchmark permuted-mnist --data-dir ../shared/data/mnist --tasks 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from retain.benchmarks import make_benchmark
+from retain.loop import run_experiment
+from retain.runconfig import RunConfig
+
+
+def minimal_loop(train_x, train_y, test_x, test_y, *, tasks, epochs, batch_size, lr, hidden, scale, seed):
+    """The plainest loop that computes the same accuracy matrix as retain's naive strategy."""
+    torch.manual_seed(seed)
+    d = train_x[0].numel()
+    train_x, test_x = train_x.reshape(len(train_x), -1), test_x.reshape(len(test_x), -1)
+    g = torch.Generator().manual_seed(seed)
+    perms = [torch.arange(d)] + [torch.randperm(d, generator=g) for _ in range(tasks - 1)]
+    layers, width = [], d
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    model = nn.Sequential(*layers, nn.Linear(width, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    matrix = []
+    for t in range(tasks):
+        for _ in range(epochs):
+            order = torch.randperm(len(train_y), generator=g)
+            for i in range(0, len(order), batch_size):
+                idx = order[i:i + batch_size]
+                x = train_x[idx][:, perms[t]].float().mul_(scale)
+                loss = F.cross_entropy(model(x), train_y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        row = []
+        with torch.inference_mode():
+            for p in perms:
+                correct = 0
+                for i in range(0, len(test_y), 2048):
+                    x = test_x[i:i + 2048][:, p].float().mul_(scale)
+                    correct += int((model(x).argmax(1) == test_y[i:i + 2048]).sum())
+                row.append(correct / len(test_y))
+        matrix.append(row)
+    return matrix
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--benchmark", default="permuted-digits", choices=("permuted-digits", "permuted-mnist"))
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--tasks", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    cfg = RunConfig(benchmark=args.benchmark, strategy="naive", tasks=args.tasks, epochs=args.epochs,
+                    batch_size=args.batch_size, data_dir=args.data_dir).validate()
+    bench = make_benchmark(cfg.benchmark, tasks=cfg.tasks, data_dir=cfg.data_dir)
+    e0 = bench.experiences[0]
+    scale = 1 / 16 if cfg.benchmark == "permuted-digits" else 1 / 255
+    arrays = (e0.train_x, e0.train_y, e0.test_x, e0.test_y)
+    kw = dict(tasks=len(bench), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, hidden=cfg.hidden,
+              scale=scale)
+    times: dict[str, list[float]] = {"retain": [], "minimal": []}
+    run_experiment(RunConfig(**{**cfg.to_dict(), "hidden": cfg.hidden, "tasks": 1}))  # warm-up, not timed
+    for r in range(args.repeats):
+        t0 = time.perf_counter()
+        res = run_experiment(RunConfig(**{**cfg.to_dict(), "hidden": cfg.hidden, "seed": r}))
+        times["retain"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        mat = minimal_loop(*arrays, seed=r, **kw)
+        times["minimal"].append(time.perf_counter() - t0)
+        print(f"repeat {r}: retain {times['retain'][-1]:.2f}s (ACC {res.metrics['avg_acc']:.3f}), "
+              f"minimal {times['minimal'][-1]:.2f}s (ACC {sum(mat[-1]) / len(mat[-1]):.3f})")
+    ratio = statistics.median(times["retain"]) / statistics.median(times["minimal"])
+    print(f"{cfg.benchmark}: {len(bench)} tasks, {cfg.epochs} epoch(s), batch {cfg.batch_size}, "
+          f"MLP {'-'.join(map(str, cfg.hidden))}, {args.threads} thread(s)")
+    print(f"median retain {statistics.median(times['retain']):.2f}s, minimal "
+          f"{statistics.median(times['minimal']):.2f}s, ratio {ratio:.3f} (goal <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()
