@@ -1,0 +1,151 @@
+"""The after-task hook that runs every diagnostic probe and appends to ``result.probes`` (one
+dict per task: ``task`` and name -> float) and ``result.events`` (see retain.diagnostics).
+
+Cheap by design: plasticity probes use one fixed batch of the current task's test set (256
+samples) and a forward pass with hooks on the ReLU layers; task dissimilarity embeds 256
+training samples of each task once, in a fixed random embedding. Each call records its own
+cost as the probe ``probe_seconds``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from retain.diagnostics import buffer, forgetting, plasticity
+from retain.diagnostics import dissimilarity as dis
+
+
+@dataclass
+class ProbeConfig:
+    """Settings of the per-task probes and of the thresholds that turn them into events."""
+
+    batch: int = field(default=256, metadata={"help": "probe batch: test samples of the current task"})
+    tau: float = field(default=0.025, metadata={"help": "ReDo dormant threshold on the normalised score"})
+    forgetting_threshold: float = field(default=0.10, metadata={"help": "one-task drop that is an event"})
+    collapse_window: int = field(default=5, metadata={"help": "tasks over which learning acc must fall"})
+    collapse_min_drop: float = field(default=0.05, metadata={"help": "fall of learning acc over the window"})
+    dissimilarity: bool = field(default=True, metadata={"help": "measure task dissimilarity"})
+    otdd: bool = field(default=True, metadata={"help": "also the Gaussian OTDD (the costlier measure)"})
+    gate: float = field(default=dis.HEURISTIC_GATE,
+                        metadata={"help": "dissimilarity gate for an event (a heuristic, no primary source)"})
+    buffer_min_entropy: float = field(default=0.5, metadata={"help": "normalised class entropy floor"})
+
+
+def relu_activations(model: nn.Module, x: Tensor) -> list[Tensor]:
+    """Outputs of every ReLU module of ``model`` on ``x`` (eval mode, no grad)."""
+    acts: list[Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: acts.append(out.detach()))
+             for m in model.modules() if isinstance(m, nn.ReLU)]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    return acts
+
+
+def plasticity_probes(model: nn.Module, x: Tensor, tau: float) -> dict[str, float]:
+    """Dormant fractions (all ReLU units pooled and per layer), ranks of the last layer, mean |w|."""
+    acts = relu_activations(model, x)
+    out: dict[str, float] = {"mean_abs_w": plasticity.mean_abs_weight(model)}
+    if not acts:
+        return out
+    units = sum(a.shape[1] for a in acts)
+    out["dormant_redo"] = sum(plasticity.dormant_fraction(a, tau) * a.shape[1] for a in acts) / units
+    out["dormant_1pct"] = sum(plasticity.inactive_fraction(a) * a.shape[1] for a in acts) / units
+    for k, a in enumerate(acts):
+        out[f"dormant_redo_l{k}"] = plasticity.dormant_fraction(a, tau)
+    out["erank"] = plasticity.effective_rank(acts[-1])
+    out["srank99"] = float(plasticity.energy_rank(acts[-1]))
+    return out
+
+
+class Probes:
+    """Callable after-task hook for :func:`retain.loop.run_experiment` (one per run: it keeps
+    the per-task embeddings and histories it needs)."""
+
+    def __init__(self, config: ProbeConfig | None = None):
+        self.cfg = config or ProbeConfig()
+        self.feats: list[Tensor] = []
+        self.labels: list[Tensor] = []
+        self.learn: list[float] = []
+        self.dormant: list[float] = []
+        self.embed: dis.RandomReLUEmbedding | None = None
+        self.over_gate = False
+
+    def __call__(self, ctx: Any) -> None:
+        t0 = time.perf_counter()
+        t, cfg, exps = ctx.task, self.cfg, ctx.benchmark.experiences
+        exp, R = exps[t], ctx.acc_matrix
+        probes: dict[str, Any] = {"task": t, "learning_acc": R[t][t]}
+        events = forgetting.sudden_forgetting_events(R, t, cfg.forgetting_threshold) if t > 0 else []
+        probes.update(forgetting.forgetting_probes(R, t))
+        probes.update(plasticity_probes(ctx.strategy.model, exp.prepare(exp.test_x[: cfg.batch]), cfg.tau))
+        self.learn.append(R[t][t])
+        self.dormant.append(probes.get("dormant_redo", 0.0))
+        probes["learning_acc_slope"] = plasticity.slope(self.learn[-cfg.collapse_window:])
+        events += plasticity.collapse_events(self.learn, self.dormant, window=cfg.collapse_window,
+                                             min_drop=cfg.collapse_min_drop)
+        seen = {c for e in exps[: t + 1] for c in e.classes}
+        buf = buffer.buffer_probes(ctx.strategy.stats(), seen, t + 1)
+        probes.update(buf)
+        events += buffer.buffer_events(buf, t, min_entropy=cfg.buffer_min_entropy)
+        if cfg.dissimilarity:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):  # small matrices: BLAS threads only contend
+                d = self._dissimilarity(exp, t)
+            probes.update(d)
+            over = dis.dissimilarity_events(d, t, cfg.gate)
+            events += over if not self.over_gate else []  # report crossings, not every task above it
+            self.over_gate = bool(over) if t > 0 else self.over_gate
+        probes["probe_seconds"] = time.perf_counter() - t0
+        if ctx.result is not None:
+            ctx.result.probes.append(probes)
+            ctx.result.events.extend(events)
+
+    def _dissimilarity(self, exp, t: int) -> dict[str, float]:
+        x = exp.prepare(exp.train_x[: self.cfg.batch])
+        if self.embed is None:
+            self.embed = dis.RandomReLUEmbedding(x[0].numel(), width=64, seed=0)
+        self.feats.append(self.embed(x))
+        self.labels.append(exp.train_y[: self.cfg.batch])
+        return dis.dissimilarity_probes(self.feats, self.labels, t, otdd=self.cfg.otdd)
+
+
+def make_probe_hooks(config: ProbeConfig | None = None) -> list[Probes]:
+    """The after_task hooks for one run (build a fresh list per run)."""
+    return [Probes(config)]
+
+
+def format_events(records: list[dict[str, Any]], limit: int = 20) -> list[str]:
+    """Warning lines for the events of the given run records: one line per (run, kind), with the
+    first occurrence's message and how many times the kind fired; at most ``limit`` lines."""
+    lines = []
+    for r in records:
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for e in r.get("events") or []:
+            by_kind.setdefault(e["kind"], []).append(e)
+        for es in by_kind.values():
+            first = es[0]
+            where = "" if first.get("task") is None else f" after task {first['task']}"
+            more = f" [{len(es)} events of this kind in this run]" if len(es) > 1 else ""
+            lines.append(f"{r['strategy']} seed {r['seed']}{where}: {first['message']}{more}")
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... and {len(lines) - limit} more (see the store's events table)"]
+    return lines
+
+
+def print_event_warnings(records: list[dict[str, Any]], console: Any) -> None:
+    """Print the events of ``records`` as warnings (called by `retain run` after the table)."""
+    for line in format_events(records):
+        console.print(f"[yellow]warning[/yellow]: {line}", highlight=False)
