@@ -18,6 +18,7 @@ from retain.errors import ConfigError, DivergedError
 from retain.evaluation import evaluate_all
 from retain.metrics import summarize
 from retain.models import BACKBONES
+from retain.plasticity import make_plasticity
 from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES, Strategy
 
@@ -106,6 +107,7 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
     """Train ``cfg.strategy`` on ``cfg.benchmark`` and return the accuracy matrix and costs."""
     t_start = time.perf_counter()
     bench, strategy = build(cfg)
+    plastic = make_plasticity(cfg.plasticity, strategy, cfg.seed)  # None unless a fix is enabled
     exps, task_il = bench.experiences, bench.scenario == "task-il"
     evaluate = lambda: evaluate_all(strategy.model, exps, task_il=task_il, num_classes=bench.num_classes)
     baseline = evaluate()
@@ -119,17 +121,23 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
         t0 = time.perf_counter()
         if not cfg.task_free:
             strategy.begin_task(exp)
+        if plastic:
+            plastic.begin_task(t, exp, steps_per_task[t])
         train_on = strategy.training_experiences(exps[: t + 1])
         loss_sum, n_steps = torch.zeros(()), 0
         for epoch in range(cfg.epochs):
             for x, y in iter_batches(train_on, cfg.batch_size, gen):
                 loss_sum += strategy.observe(x, y, exp.task_id)["loss"]
+                if plastic:
+                    plastic.after_step(x)
                 n_steps += 1
             if not torch.isfinite(loss_sum):
                 raise DivergedError(f"loss became non-finite in task {t}, epoch {epoch}; lower --lr")
             done += steps_per_task[t] // cfg.epochs
             if progress:
                 progress(done, total, f"task {t + 1}/{len(exps)}")
+        if plastic:  # before end_task, so a strategy's anchor (EWC) sees the consolidated weights
+            plastic.end_task(t)
         if not cfg.task_free:
             strategy.end_task(exp)
         result.task_seconds.append(time.perf_counter() - t0)

@@ -34,6 +34,7 @@ class RunConfig:
     task_free: bool = False
     params: dict[str, Any] = field(default_factory=dict)  # strategy hyperparameters
     benchmark_options: dict[str, Any] = field(default_factory=dict)
+    plasticity: dict[str, Any] = field(default_factory=dict)  # plasticity fixes, see retain.plasticity
 
     def validate(self) -> RunConfig:
         """Check every value; raise ConfigError naming the first bad one."""
@@ -60,6 +61,9 @@ class RunConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         STRATEGIES.get(self.strategy).Config.from_params(self.strategy, self.params)
+        from retain.plasticity import PlasticityConfig
+
+        PlasticityConfig.from_dict(self.plasticity)
         return self
 
     def strategy_config(self):
@@ -79,6 +83,8 @@ class RunConfig:
         d = self.to_dict()
         d["params"] = self.strategy_config().to_dict()
         d.pop("data_dir")  # where the data lives does not change the numbers (checksums do)
+        if not d["plasticity"]:  # keeps the keys of runs recorded before plasticity fixes existed
+            d.pop("plasticity")
         return d
 
     def key(self) -> str:
