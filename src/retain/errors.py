@@ -18,4 +18,8 @@ class StoreError(RetainError):
 
 
 class DivergedError(RuntimeError):
-    """Training produced a non-finite loss; the run is marked failed."""
+    """Training produced a non-finite loss; the run is marked failed with a "diverged" event."""
+
+    def __init__(self, message: str, *, task: int | None = None):
+        super().__init__(message)
+        self.task = task

@@ -3,17 +3,21 @@ task after each one, and return the accuracy matrix with timings. Fits on a scre
 
 from __future__ import annotations
 
+import random
 import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from retain.benchmarks import make_benchmark
 from retain.benchmarks.base import Benchmark, Experience
+from retain.checkpoint import Checkpointer
 from retain.errors import ConfigError, DivergedError
 from retain.evaluation import evaluate_all
 from retain.metrics import summarize
@@ -66,6 +70,8 @@ def build(cfg: RunConfig) -> tuple[Benchmark, Strategy]:
     """Benchmark (in the run's task order), model and strategy for ``cfg``, all seeded."""
     cfg.validate()
     torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)  # strategies may draw from Python's or numpy's generator too
+    np.random.seed(cfg.seed)
     bench = make_benchmark(cfg.benchmark, tasks=cfg.tasks, seed=cfg.seed, scenario=cfg.scenario,
                            data_dir=cfg.data_dir, **cfg.benchmark_options).with_order(cfg.order)
     factory = BACKBONES.get(cfg.backbone)
@@ -103,8 +109,12 @@ def iter_batches(exps: list[Experience], batch_size: int, gen: torch.Generator) 
 
 
 def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
-                   after_task: list[Callable[[RunContext], None]] | None = None) -> RunResult:
-    """Train ``cfg.strategy`` on ``cfg.benchmark`` and return the accuracy matrix and costs."""
+                   after_task: list[Callable[[RunContext], None]] | None = None,
+                   checkpoint_dir: str | Path | None = None) -> RunResult:
+    """Train ``cfg.strategy`` on ``cfg.benchmark`` and return the accuracy matrix and costs.
+
+    With ``checkpoint_dir`` the run saves its state after every task and, when started again
+    after a crash, resumes from the last saved task (see :mod:`retain.checkpoint`)."""
     t_start = time.perf_counter()
     bench, strategy = build(cfg)
     plastic = make_plasticity(cfg.plasticity, strategy, cfg.seed)  # None unless a fix is enabled
@@ -117,7 +127,12 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
     result = RunResult(cfg, cfg.key(), [], baseline, {}, [], [], [], 0.0, 0.0,
                        sum(p.numel() for p in strategy.model.parameters() if p.requires_grad),
                        bench.info.get("task_order", list(range(len(exps)))))
+    ckpt = Checkpointer(checkpoint_dir, result.key) if checkpoint_dir is not None else None
+    start = ckpt.resume(strategy, gen, result) if ckpt else 0
+    done = sum(steps_per_task[:start])
     for t, exp in enumerate(exps):
+        if t < start:  # already trained before the restart
+            continue
         t0 = time.perf_counter()
         if not cfg.task_free:
             strategy.begin_task(exp)
@@ -132,7 +147,8 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
                     plastic.after_step(x)
                 n_steps += 1
             if not torch.isfinite(loss_sum):
-                raise DivergedError(f"loss became non-finite in task {t}, epoch {epoch}; lower --lr")
+                raise DivergedError(f"loss became non-finite in task {t}, epoch {epoch} with lr {cfg.lr}; "
+                                    "lower --lr", task=t)
             done += steps_per_task[t] // cfg.epochs
             if progress:
                 progress(done, total, f"task {t + 1}/{len(exps)}")
@@ -148,7 +164,11 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
         result.stats.append(strategy.stats())
         for hook in after_task or ():
             hook(RunContext(cfg, bench, strategy, t, result.acc_matrix, result))
+        if ckpt:
+            ckpt.save(t, strategy, gen, result, time.perf_counter() - t_start)
+    if ckpt:
+        ckpt.finish()
     result.metrics = summarize(result.acc_matrix, baseline)
-    result.wall_seconds = time.perf_counter() - t_start
+    result.wall_seconds += time.perf_counter() - t_start
     result.peak_mem_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result

@@ -8,6 +8,7 @@ import traceback
 from typing import Any
 
 from retain.environment import revision, versions
+from retain.errors import DivergedError
 from retain.loop import Progress, RunResult, run_experiment
 from retain.runconfig import RunConfig
 
@@ -30,17 +31,18 @@ def failed_record(cfg: RunConfig, exc: BaseException, *, study: str, started_at:
         task_order=[], config=cfg.resolved(), versions=versions(), revision=revision(), status="failed",
         error=f"{exc.__class__.__name__}: {exc}", started_at=started_at, finished_at=time.time(),
         extra={"traceback": traceback.format_exc(limit=8), "order": cfg.order},
+        events=[{"task": exc.task, "kind": "diverged", "message": str(exc)}] if isinstance(exc, DivergedError) else [],
     )
 
 
 def execute(cfg: RunConfig, *, study: str = "", progress: Progress | None = None,
-            after_task=None) -> dict[str, Any]:
+            after_task=None, checkpoint_dir=None) -> dict[str, Any]:
     """Run ``cfg`` and return its record; a failing run returns a failed record (never raises,
     except for bad input, which is refused before anything runs)."""
     cfg.validate()
     started = time.time()
     try:
-        result = run_experiment(cfg, progress=progress, after_task=after_task)
+        result = run_experiment(cfg, progress=progress, after_task=after_task, checkpoint_dir=checkpoint_dir)
     except Exception as exc:  # noqa: BLE001 - recorded as a failed run
         from retain.errors import RetainError
 

@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             current = bar.add_task(f"{cfg.strategy} seed {cfg.seed}", total=1)
             progress = lambda done, total, desc, _t=current, _c=cfg: bar.update(
                 _t, completed=done, total=total, description=f"{_c.strategy} s{_c.seed} {desc}")
-            rec = execute(cfg, study=args.study, progress=progress)
+            rec = execute(cfg, study=args.study, progress=progress, checkpoint_dir=args.checkpoint_dir)
             store.save_run(rec)
             records.append(rec)
             bar.remove_task(current)
@@ -101,8 +101,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = [{k: r[k] for k in keys} | {"order": r["extra"]["order"]} for r in records
                if r["status"] == "finished"]
     write_json_atomic(out / "summary.json", summary)
-    Console(width=max(Console().width, 100)).print(
-        results_table(records, title=f"Results on {configs[0].benchmark}"))
+    if summary:  # a table of failed runs only would be empty
+        Console(width=max(Console().width, 100)).print(
+            results_table(records, title=f"Results on {configs[0].benchmark}"))
     failed = [r for r in records if r["status"] != "finished"]
     for r in failed:
         console.print(f"[red]run failed[/red]: {r['strategy']} seed {r['seed']}: {r['error']}")
@@ -136,4 +137,6 @@ def add_parser(sub) -> None:
     run.add_argument("--store", help="SQLite store (default: OUT/retain.db)")
     run.add_argument("--study", default="", help="a name to group these runs under")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--checkpoint-dir", help="save each run's state after every task here; a killed run "
+                                              "started again resumes from its last finished task")
     run.set_defaults(hp_names=_strategy_flags(run), handler=cmd_run)

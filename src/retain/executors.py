@@ -1,0 +1,155 @@
+"""Executors: run a study's configs in-process, in a local process pool or on Ray, and stream the
+records back as runs finish. Workers only compute and return records (retain.record.execute);
+the driver (:func:`run_study`) is the one process that writes the SQLite store, so no two
+processes ever write it at once. A run whose key is finished in the store is not run again."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from retain.errors import ConfigError
+from retain.runconfig import RunConfig
+
+Record = dict[str, Any]
+#: Called by the in-process executor with (config, steps done, steps total, description).
+RunProgress = Callable[[RunConfig, int, int, str], None]
+
+
+def _worker_init() -> None:
+    import torch
+
+    # Each worker is one run; several BLAS threads per worker would fight over the cores.
+    torch.set_num_threads(1)
+
+
+def _execute(cfg: RunConfig, study: str, checkpoint_dir: str | None = None) -> Record:
+    from retain.record import execute
+
+    kwargs = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {}
+    return execute(cfg, study=study, **kwargs)
+
+
+class InProcess:
+    """Runs one config after another in this process (the default), with per-run progress."""
+
+    name = "in-process"
+
+    def __init__(self, progress: RunProgress | None = None, checkpoint_dir: str | None = None):
+        self.progress, self.checkpoint_dir = progress, checkpoint_dir
+
+    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+        from retain.record import execute
+
+        kwargs = {"checkpoint_dir": self.checkpoint_dir} if self.checkpoint_dir else {}
+        for cfg in configs:
+            report = (lambda d, t, s, _c=cfg: self.progress(_c, d, t, s)) if self.progress else None
+            yield execute(cfg, study=study, progress=report, **kwargs)
+
+
+class ProcessPool:
+    """A local pool of ``workers`` processes (forkserver: no copied torch threads or locks)."""
+
+    name = "process pool"
+
+    def __init__(self, workers: int, checkpoint_dir: str | None = None):
+        if workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        self.workers, self.checkpoint_dir = workers, checkpoint_dir
+
+    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+        ctx = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init) as pool:
+            pending = {pool.submit(_execute, c, study, self.checkpoint_dir) for c in configs}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        yield fut.result()
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+
+class Ray:
+    """Ray tasks, one CPU each, on the cluster at ``address`` or on a local Ray with ``num_cpus``.
+
+    Ray is imported here only, so it stays an optional extra (``pip install retain[ray]``)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int = 2, checkpoint_dir: str | None = None):
+        self.address, self.num_cpus, self.checkpoint_dir = address, num_cpus, checkpoint_dir
+
+    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--backend ray needs Ray: pip install 'retain[ray]'") from None
+        started = not ray.is_initialized()
+        if started:
+            kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
+            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        try:
+            remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+            pending = [remote.remote(c, study, self.checkpoint_dir) for c in configs]
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def _ray_task(cfg: RunConfig, study: str, checkpoint_dir: str | None) -> Record:
+    _worker_init()
+    return _execute(cfg, study, checkpoint_dir)
+
+
+def make_executor(backend: str = "local", workers: int = 1, address: str | None = None,
+                  progress: RunProgress | None = None, checkpoint_dir: str | None = None):
+    """``local`` with 1 worker runs in-process; with more, a process pool; ``ray`` uses Ray
+    (a local Ray gets ``max(workers, 2)`` CPUs when no ``address`` is given)."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if backend == "ray":
+        return Ray(address=address, num_cpus=max(workers, 2), checkpoint_dir=checkpoint_dir)
+    if backend != "local":
+        raise ConfigError(f"--backend must be 'local' or 'ray', got {backend!r}")
+    if address:
+        raise ConfigError("--address is for --backend ray")
+    if workers == 1:
+        return InProcess(progress, checkpoint_dir)
+    return ProcessPool(workers, checkpoint_dir)
+
+
+@dataclass
+class StudyOutcome:
+    """What a study run left: every record of its configs (reused and new) and the counts."""
+
+    records: list[Record]
+    reused: int
+    ran: int
+
+
+def run_study(configs: list[RunConfig], store, executor, *, study: str = "",
+              extra: dict[str, Any] | None = None,
+              on_record: Callable[[Record], None] | None = None) -> StudyOutcome:
+    """Run the configs not yet finished in ``store`` on ``executor``; save each record as it
+    arrives (one transaction per run, so a kill loses at most the runs in flight).
+
+    ``extra`` is merged into each new record's ``extra`` (the command that reproduces it)."""
+    done = {r["run_key"]: r for r in store.runs(run_key=[c.key() for c in configs])} if configs else {}
+    todo = [c for c in configs if c.key() not in done]
+    by_key = dict(done)
+    for rec in executor.map(todo, study):
+        rec["extra"] = {**(rec.get("extra") or {}), **(extra or {})}
+        store.save_run(rec)
+        by_key[rec["run_key"]] = rec
+        if on_record:
+            on_record(rec)
+    records = [by_key[c.key()] for c in configs if c.key() in by_key]
+    return StudyOutcome(records, reused=len(done), ran=len(todo))

@@ -1,0 +1,100 @@
+"""Which runs a report covers and how they group: one group per benchmark and resolved config
+(all seeds and task orders of one setting together), labelled by what differs between groups."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from retain.metrics import average_accuracy_curve, confidence_interval
+
+#: Settings a strategy must share with naive for naive to be its reference.
+_SAME_SETUP = ("tasks", "scenario", "backbone", "hidden", "epochs", "task_free")
+
+
+@dataclass
+class Group:
+    """The finished runs of one setting (all its seeds and orders) on one benchmark."""
+
+    benchmark: str
+    strategy: str
+    config: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    label: str = ""
+
+    def values(self, name: str) -> list[float]:
+        """One value per run: a metric name, or wall_seconds / peak_mem_mb / trainable_params."""
+        if name in ("wall_seconds", "peak_mem_mb", "trainable_params"):
+            return [float(r[name]) for r in self.runs if r.get(name) is not None]
+        return [float(r["metrics"][name]) for r in self.runs if name in (r.get("metrics") or {})]
+
+    def ci(self, name: str) -> tuple[float, float] | None:
+        v = self.values(name)
+        return confidence_interval(v) if v else None
+
+    def mean_matrix(self) -> np.ndarray:
+        return np.mean([np.array(r["acc_matrix"]) for r in self.runs], axis=0)
+
+    def curves(self) -> np.ndarray:
+        """Average accuracy after each task, one row per run."""
+        return np.array([average_accuracy_curve(r["acc_matrix"]) for r in self.runs])
+
+
+def select_runs(store, *, run_keys=None, study=None, benchmark=None, strategy=None) -> list[dict[str, Any]]:
+    """Finished runs matching every filter given (None: no filter)."""
+    runs = store.runs(study=study, benchmark=benchmark, strategy=strategy)
+    if run_keys is not None:
+        keys = set(run_keys)
+        runs = [r for r in runs if r["run_key"] in keys]
+    return runs
+
+
+def _signature(run: dict[str, Any]) -> str:
+    cfg = {k: v for k, v in run["config"].items() if k not in ("seed", "order")}
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def _flat(cfg: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in cfg.items() if k not in ("params", "seed", "order", "strategy", "benchmark")}
+    out.update({k: v for k, v in (cfg.get("params") or {}).items()})
+    return {k: json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for k, v in out.items()}
+
+
+def group_runs(runs: list[dict[str, Any]]) -> dict[str, list[Group]]:
+    """Benchmark -> its groups, in the order their first run was recorded."""
+    groups: dict[str, Group] = {}
+    for r in runs:
+        sig = f"{r['benchmark']}|{_signature(r)}"
+        if sig not in groups:
+            groups[sig] = Group(r["benchmark"], r["strategy"], r["config"])
+        groups[sig].runs.append(r)
+    by_bench: dict[str, list[Group]] = defaultdict(list)
+    for g in groups.values():
+        by_bench[g.benchmark].append(g)
+    for gs in by_bench.values():
+        _label(gs)
+    return dict(by_bench)
+
+
+def _label(groups: list[Group]) -> None:
+    """``ewc (lambda_=100)``: the strategy plus the settings that differ among its groups."""
+    by_strategy: dict[str, list[Group]] = defaultdict(list)
+    for g in groups:
+        by_strategy[g.strategy].append(g)
+    for name, gs in by_strategy.items():
+        flats = [_flat(g.config) for g in gs]
+        varying = sorted(k for k in set().union(*flats) if len({str(f.get(k)) for f in flats}) > 1)
+        for g, f in zip(gs, flats):
+            g.label = name + (f" ({', '.join(f'{k}={f.get(k)}' for k in varying)})" if varying else "")
+
+
+def reference(group: Group, groups: list[Group]) -> Group | None:
+    """The naive group run in the same setup as ``group`` (None when there is none)."""
+    same = [g for g in groups if g.strategy == "naive"
+            and all(g.config.get(k) == group.config.get(k) for k in _SAME_SETUP)]
+    exact = [g for g in same if g.config.get("lr") == group.config.get("lr")]
+    return (exact or same or [None])[0]

@@ -1,0 +1,256 @@
+"""Study files: a TOML grid of benchmarks x strategies (with hyperparameter grids) x seeds x task
+orders, plus shared settings, expanded into validated :class:`~retain.runconfig.RunConfig` s.
+The format is documented in docs/studies.md. Every unknown key or bad value is refused with the
+file, the key and its line (found in the text by :mod:`retain.study_lines`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retain.errors import ConfigError, RetainError
+from retain.runconfig import RunConfig
+from retain.study_lines import key_lines, line_of
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+STUDY_KEYS = {"name": str, "description": str, "seeds": (int, list), "orders": (int, list), "out": str,
+              "store": str}
+#: RunConfig fields a study sets per run itself, so they are not settings.
+_NOT_SETTINGS = {"benchmark", "strategy", "seed", "order", "params", "benchmark_options"}
+
+
+@dataclass
+class Study:
+    """A named list of runs and the command that reproduces them."""
+
+    name: str
+    configs: list[RunConfig]
+    command: str
+    source: str = "command line"
+    description: str = ""
+    out: str | None = None
+    store: str | None = None
+    text: str = field(default="", repr=False)  # the study file's text, kept with each run
+
+
+class _Where:
+    """Turns a key path into 'file:line: a.b.c' for error messages."""
+
+    def __init__(self, file: str, text: str):
+        self.file, self.lines = file, key_lines(text)
+
+    def __call__(self, path: tuple[str, ...]) -> str:
+        line = line_of(self.lines, path)
+        return f"{self.file}:{line}: {'.'.join(path)}" if line else f"{self.file}: {'.'.join(path)}"
+
+    def error(self, path: tuple[str, ...], message: str) -> ConfigError:
+        return ConfigError(f"{self(path)}: {message}")
+
+
+def load_study(path: str | Path, *, check_data: bool = True, data_dir: str | None = None) -> Study:
+    """Read and expand the study file at ``path``; ``data_dir`` fills runs that set none."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the study file ({exc.strerror})") from None
+    return parse_study(text, file=str(path), check_data=check_data, data_dir=data_dir)
+
+
+def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, data_dir: str | None = None) -> Study:
+    """Expand the study in ``text`` (named ``file`` in messages) into validated runs."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    where = _Where(file, text)
+    for key in data:
+        if key not in ("study", "settings", "benchmarks", "strategies"):
+            raise where.error((key,), "unknown section; expected [study], [settings], [benchmarks.NAME] "
+                                      "or [strategies.NAME]")
+    head = _table(data, "study", where, ())
+    for key, value in head.items():
+        if key not in STUDY_KEYS:
+            raise where.error(("study", key), f"unknown key; expected one of {sorted(STUDY_KEYS)}")
+        if not isinstance(value, STUDY_KEYS[key]) or isinstance(value, bool):
+            raise where.error(("study", key), f"bad value {value!r}")
+    seeds = _indices(head.get("seeds", 1), ("study", "seeds"), where)
+    orders = _indices(head.get("orders", 1), ("study", "orders"), where)
+    configs = _expand(data, seeds, orders, where)
+    for c in configs:
+        c.data_dir = c.data_dir or data_dir  # not part of the run key: where the data lives
+    if check_data:
+        _check_benchmarks(configs, where)
+    name = head.get("name", Path(file).stem)
+    return Study(name=name, configs=configs, command=f"retain run {file}", source=file,
+                 description=head.get("description", ""), out=head.get("out"), store=head.get("store"), text=text)
+
+
+def _table(data: dict, key: str, where: _Where, path: tuple[str, ...]) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise where.error(path + (key,), f"must be a table, got {value!r}")
+    return value
+
+
+def _indices(value: Any, path: tuple[str, ...], where: _Where) -> list[int]:
+    """``3`` -> [0, 1, 2]; a list of non-negative integers stays as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise where.error(path, f"must be >= 1 (a count) or a list of integers, got {value}")
+        return list(range(value))
+    if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise where.error(path, f"must be a count or a non-empty list of integers >= 0, got {value!r}")
+    if len(set(value)) != len(value):
+        raise where.error(path, f"has repeated values: {value!r}")
+    return list(value)
+
+
+def _setting_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(RunConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(RunConfig) if f.name not in _NOT_SETTINGS}
+
+
+def _base(hint: Any) -> Any:
+    """``int | None`` -> int, ``tuple[int, ...]`` -> tuple."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def _check_setting(name: str, value: Any, path: tuple[str, ...], where: _Where) -> Any:
+    """Check one run setting's type against the RunConfig field's annotation."""
+    base = _base(_setting_types()[name])
+    if base is tuple:
+        if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                     for v in value):
+            return tuple(value)
+        raise where.error(path, f"must be a non-empty list of positive integers, got {value!r}")
+    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}.get(base, lambda v: True)
+    if not ok(value):
+        raise where.error(path, f"must be {getattr(base, '__name__', base)}, got {value!r}")
+    return float(value) if base is float else value
+
+
+def _settings(table: dict, path: tuple[str, ...], where: _Where, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run settings of one table as name -> (list of grid values, key path)."""
+    known = _setting_types()
+    out: dict[str, Any] = {}
+    for raw, value in table.items():
+        if raw in skip:
+            continue
+        name = raw.replace("-", "_")
+        if name not in known:
+            raise where.error(path + (raw,), f"unknown setting; expected one of {sorted(known)}")
+        # a list is a grid axis, except for list-valued settings (hidden), where a list of lists is
+        listy = _base(known[name]) is tuple
+        grid = value if isinstance(value, list) and (not listy or (value and isinstance(value[0], list))) else [value]
+        if not grid:
+            raise where.error(path + (raw,), "an empty list gives no runs")
+        out[name] = ([_check_setting(name, v, path + (raw,), where) for v in grid], path + (raw,))
+    return out
+
+
+def _hyperparameters(name: str, table: dict, path: tuple[str, ...], where: _Where) -> dict[str, Any]:
+    """Hyperparameters of strategy ``name`` as field -> (list of grid values, key path)."""
+    from retain.strategies import STRATEGIES
+
+    fields = {f.name for f, _ in STRATEGIES.get(name).Config.fields()}
+    out = {}
+    for raw, value in table.items():
+        if raw == "settings":
+            continue
+        hp = raw.replace("-", "_")
+        if hp not in fields:
+            raise where.error(path + (raw,), f"unknown hyperparameter of strategy {name!r}; "
+                                             f"expected one of {sorted(fields) or 'none'} or a [settings] table")
+        grid = value if isinstance(value, list) else [value]
+        if not grid:
+            raise where.error(path + (raw,), "an empty list gives no runs")
+        if any(isinstance(v, (dict, list)) for v in grid):
+            raise where.error(path + (raw,), f"must be a value or a list of values, got {value!r}")
+        out[hp] = (grid, path + (raw,))
+    return out
+
+
+def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where) -> list[RunConfig]:
+    from retain.benchmarks import BENCHMARKS
+    from retain.strategies import STRATEGIES
+
+    shared = _settings(_table(data, "settings", where, ()), ("settings",), where)
+    benches, strategies = _table(data, "benchmarks", where, ()), _table(data, "strategies", where, ())
+    if not benches or not strategies:
+        missing = "[benchmarks.NAME]" if not benches else "[strategies.NAME]"
+        raise ConfigError(f"{where.file}: a study needs at least one {missing} table")
+    configs: dict[str, RunConfig] = {}
+    for bench, btable in benches.items():
+        bpath = ("benchmarks", bench)
+        if bench not in BENCHMARKS:
+            raise where.error(bpath, f"unknown benchmark; known: {', '.join(BENCHMARKS.names())}")
+        btable = _table(benches, bench, where, ("benchmarks",))
+        options = _table(btable, "options", where, bpath)
+        bset = {**shared, **_settings(btable, bpath, where, skip=("options",))}
+        for strat, stable in strategies.items():
+            spath = ("strategies", strat)
+            if strat not in STRATEGIES:
+                raise where.error(spath, f"unknown strategy; known: {', '.join(STRATEGIES.names())}")
+            stable = _table(strategies, strat, where, ("strategies",))
+            sset = _settings(_table(stable, "settings", where, spath), spath + ("settings",), where)
+            axes = {**{k: v for k, v in {**bset, **sset}.items()},
+                    **{f"params.{k}": v for k, v in _hyperparameters(strat, stable, spath, where).items()}}
+            for combo in itertools.product(*(values for values, _ in axes.values())):
+                chosen = dict(zip(axes, combo))
+                params = {k[7:]: v for k, v in chosen.items() if k.startswith("params.")}
+                run = {k: v for k, v in chosen.items() if not k.startswith("params.")}
+                for order in orders:
+                    for seed in seeds:
+                        cfg = RunConfig(benchmark=bench, strategy=strat, seed=seed, order=order, params=params,
+                                        benchmark_options=dict(options), **run)
+                        _validate(cfg, axes, spath, where)
+                        configs.setdefault(cfg.key(), cfg)  # a grid may repeat a resolved config
+    return list(configs.values())
+
+
+def _validate(cfg: RunConfig, axes: dict[str, Any], fallback: tuple[str, ...], where: _Where) -> None:
+    """Validate ``cfg``; name the key whose value the error is about."""
+    try:
+        cfg.validate()
+    except ConfigError as exc:
+        msg = str(exc)
+        m = re.match(rf"{re.escape(cfg.strategy)}: ([\w-]+) ", msg) or re.match(r"([\w-]+) must", msg)
+        name = m.group(1).replace("-", "_") if m else ""
+        key = f"params.{name}" if m and m.re.pattern.startswith(re.escape(cfg.strategy)) else name
+        path = axes[key][1] if key in axes else fallback
+        raise where.error(path, msg) from None
+
+
+def _check_benchmarks(configs: list[RunConfig], where: _Where) -> None:
+    """Build each distinct benchmark once, so missing data or bad options fail before any run."""
+    from retain.benchmarks import make_benchmark
+
+    seen = set()
+    for c in configs:
+        sig = (c.benchmark, c.tasks, c.scenario, c.data_dir, repr(sorted(c.benchmark_options.items())))
+        if sig in seen:
+            continue
+        seen.add(sig)
+        try:
+            make_benchmark(c.benchmark, tasks=c.tasks, seed=0, scenario=c.scenario, data_dir=c.data_dir,
+                           **c.benchmark_options)
+        except TypeError as exc:
+            raise where.error(("benchmarks", c.benchmark, "options"), f"bad option ({exc})") from None
+        except RetainError as exc:
+            raise where.error(("benchmarks", c.benchmark), str(exc)) from None

@@ -1,0 +1,46 @@
+"""Run a study with progress bars: one overall bar for the study and, in-process, one for the
+current run; with workers (process pool, Ray) the overall bar advances as runs finish, in the
+order they finish."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from retain.executors import Record, StudyOutcome, make_executor, run_study
+from retain.runconfig import RunConfig
+
+
+def _label(cfg: RunConfig) -> str:
+    return f"{cfg.strategy} seed {cfg.seed} order {cfg.order}"
+
+
+def run_with_progress(study, store, *, backend: str = "local", workers: int = 1, address: str | None = None,
+                      quiet: bool = False, checkpoint_dir: str | None = None,
+                      extra: dict[str, Any] | None = None) -> StudyOutcome:
+    """Run ``study`` (a :class:`retain.study.Study`) into ``store`` and show its progress."""
+    from retain.console import console, make_progress
+
+    keys = [c.key() for c in study.configs]
+    already = len(store.runs(run_key=keys)) if keys else 0
+    if already:
+        console.print(f"{already} of {len(keys)} runs already finished in {store.path}; running the rest")
+    with make_progress() as bar:
+        bar.disable = quiet
+        overall = bar.add_task(f"study {study.name}".strip(), total=len(keys), completed=already)
+        current: dict[str, Any] = {}
+
+        def on_step(cfg: RunConfig, done: int, total: int, desc: str) -> None:
+            if current.get("key") != id(cfg):
+                if "task" in current:
+                    bar.remove_task(current["task"])
+                current.update(key=id(cfg), task=bar.add_task(_label(cfg), total=total))
+            bar.update(current["task"], completed=done, total=total, description=f"{_label(cfg)}: {desc}")
+
+        def on_record(_: Record) -> None:
+            if "task" in current:
+                bar.remove_task(current.pop("task"))
+                current.pop("key", None)
+            bar.advance(overall)
+
+        executor = make_executor(backend, workers, address, progress=on_step, checkpoint_dir=checkpoint_dir)
+        return run_study(study.configs, store, executor, study=study.name, extra=extra, on_record=on_record)

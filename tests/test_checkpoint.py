@@ -1,0 +1,145 @@
+"""Checkpoints at task boundaries: a run stopped during task k resumes from the last boundary and
+ends with the same accuracy matrix, bit for bit; a tampered checkpoint is refused, never run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from retain.checkpoint import Checkpointer, path_for, save
+from retain.errors import DataError
+from retain.loop import run_experiment
+from retain.runconfig import RunConfig
+from retain.store import Store
+from retain.strategies import STRATEGIES
+
+
+class Stop(Exception):
+    """Stands in for a crash during a task."""
+
+
+def _stop_at(task: int):
+    def hook(ctx):
+        if ctx.task == task:
+            raise Stop
+    return hook
+
+
+def _cfg(strategy: str = "naive", **kw) -> RunConfig:
+    return RunConfig(benchmark="synthetic", strategy=strategy, tasks=3, seed=1, **kw)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+def test_stopped_run_resumes_to_the_identical_matrix(tmp_path, strategy):
+    reference = run_experiment(_cfg(strategy))
+    with pytest.raises(Stop):  # stops during task 2's bookkeeping: the last boundary is task 1
+        run_experiment(_cfg(strategy), checkpoint_dir=tmp_path, after_task=[_stop_at(2)])
+    ckpt = path_for(tmp_path, reference.key)
+    assert ckpt.is_file()
+    torch.manual_seed(12345)  # the restart must not depend on the state the process happens to be in
+    np.random.seed(9)
+    resumed = run_experiment(_cfg(strategy), checkpoint_dir=tmp_path)
+    assert resumed.acc_matrix == reference.acc_matrix
+    assert resumed.baseline == reference.baseline and resumed.losses == reference.losses
+    assert [e["kind"] for e in resumed.events if e["kind"] == "resumed"] == ["resumed"]
+    assert not ckpt.exists()  # a finished run lives in the store, not in its checkpoint
+
+
+def test_resume_after_the_first_task_and_twice(tmp_path):
+    cfg = lambda: RunConfig(benchmark="synthetic", tasks=4, seed=2)  # noqa: E731
+    reference = run_experiment(cfg())
+    for stop in (1, 3):
+        with pytest.raises(Stop):
+            run_experiment(cfg(), checkpoint_dir=tmp_path, after_task=[_stop_at(stop)])
+    resumed = run_experiment(cfg(), checkpoint_dir=tmp_path)
+    assert resumed.acc_matrix == reference.acc_matrix
+    assert sum(e["kind"] == "resumed" for e in resumed.events) == 2
+
+
+_KILL_SCRIPT = """
+import os, signal, sys, torch
+torch.set_num_threads(1)
+from retain.loop import run_experiment
+from retain.runconfig import RunConfig
+def hook(ctx):
+    if ctx.task == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+run_experiment(RunConfig(benchmark="synthetic", strategy="naive", tasks=4, seed=0),
+               checkpoint_dir=sys.argv[1], after_task=[hook])
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_task_then_cli_resume(tmp_path):
+    """A real SIGKILL in a separate process, then `retain run --checkpoint-dir` finishes the run."""
+    ckdir, out = tmp_path / "ck", tmp_path / "out"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    killed = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, str(ckdir)], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list(ckdir.glob("*.pt"))) == 1
+    cli = [sys.executable, "-m", "retain", "run", "--benchmark", "synthetic", "--strategy", "naive", "--tasks", "4",
+           "--seeds", "1", "--out", str(out), "--checkpoint-dir", str(ckdir), "--quiet"]
+    done = subprocess.run(cli, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    [run] = Store(out / "retain.db").runs()
+    reference = run_experiment(RunConfig(benchmark="synthetic", strategy="naive", tasks=4, seed=0))
+    assert run["acc_matrix"] == reference.acc_matrix
+    assert json.loads((out / "summary.json").read_text())[0]["acc_matrix"] == reference.acc_matrix
+    events = Store(out / "retain.db").events(run["id"])
+    assert [e["task"] for e in events if e["kind"] == "resumed"] == [1]
+    assert list(ckdir.glob("*.pt")) == []
+
+
+class _Evil:
+    """Unpickling this would create a file: the stand-in for arbitrary code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle"])
+def test_tampered_checkpoint_with_a_malicious_pickle_is_refused(tmp_path, writer):
+    cfg = _cfg()
+    marker = tmp_path / "pwned"
+    ckpt = path_for(tmp_path / "ck", cfg.key())
+    ckpt.parent.mkdir()
+    payload = {"format": 1, "run_key": cfg.key(), "task": 0, "strategy": _Evil(marker)}
+    if writer == "pickle":
+        ckpt.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, ckpt)
+    with pytest.raises(DataError, match="checkpoint") as info:
+        run_experiment(cfg, checkpoint_dir=tmp_path / "ck")
+    assert str(ckpt) in str(info.value)
+    assert not marker.exists()
+
+
+def test_truncated_or_foreign_checkpoints_are_refused(tmp_path):
+    cfg = _cfg()
+    state = {"model": {"w": torch.ones(2)}}
+    rng = {"loop": torch.Generator().get_state()}
+    save(path_for(tmp_path, "otherkey"), run_key="otherkey", task=0, strategy_state=state, rng=rng, progress={})
+    os.replace(path_for(tmp_path, "otherkey"), path_for(tmp_path, cfg.key()))
+    with pytest.raises(DataError, match="belongs to run 'otherkey'"):
+        Checkpointer(tmp_path, cfg.key()).resume(None, torch.Generator(), None)
+    data = path_for(tmp_path, cfg.key()).read_bytes()
+    path_for(tmp_path, cfg.key()).write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        run_experiment(cfg, checkpoint_dir=tmp_path)
+
+
+def test_state_that_could_not_be_loaded_safely_is_refused_when_saving(tmp_path):
+    with pytest.raises(TypeError, match=r"strategy\['buffer'\] is a ndarray"):
+        save(tmp_path / "x.pt", run_key="k", task=0, strategy_state={"buffer": np.zeros(3)}, rng={}, progress={})
+    assert list(tmp_path.iterdir()) == []
