@@ -1,0 +1,133 @@
+"""Diagnostics probes on constructed inputs where the answer is known, and their events."""
+
+import math
+
+import pytest
+import torch
+
+from retain.diagnostics import buffer, dissimilarity, forgetting, plasticity, variance
+
+
+def test_forgetting_drops_and_sudden_event():
+    R = [[0.9, 0.1, 0.1], [0.85, 0.9, 0.1], [0.5, 0.88, 0.9]]
+    assert forgetting.drops_from_best(R, 2) == pytest.approx([0.4, 0.02])
+    assert forgetting.step_drops(R, 1) == pytest.approx([0.05])
+    assert forgetting.sudden_forgetting_events(R, 1) == []  # 5 points < 10
+    ev = forgetting.sudden_forgetting_events(R, 2)
+    assert len(ev) == 1 and ev[0]["kind"] == "sudden_forgetting" and ev[0]["value"] == pytest.approx(0.35)
+    assert "replay" in ev[0]["message"] and ev[0]["task"] == 2
+    assert forgetting.sudden_forgetting_events(R, 2, threshold=0.4) == []
+    assert R[2][0] == 0.5  # input untouched
+
+
+def test_dead_relu_layer_is_fully_dormant_and_inactive():
+    dead = torch.relu(-torch.rand(64, 10))  # all zeros
+    assert plasticity.dormant_fraction(dead) == 1.0
+    assert plasticity.inactive_fraction(dead) == 1.0
+    alive = torch.rand(64, 10) + 0.1
+    assert plasticity.dormant_fraction(alive) == 0.0 and plasticity.inactive_fraction(alive) == 0.0
+    half = torch.cat([alive[:, :5], dead[:, :5]], 1)
+    assert plasticity.dormant_fraction(half) == 0.5
+    assert plasticity.redo_scores(alive).mean() == pytest.approx(1.0)
+
+
+def test_rarely_active_unit_counts_only_under_the_1pct_definition():
+    h = torch.ones(1000, 4)
+    h[:, 0] = 0
+    h[:5, 0] = 1000.0  # active on 0.5% of inputs but with a large mean: not ReDo-dormant
+    assert plasticity.inactive_fraction(h) == 0.25
+    assert plasticity.dormant_fraction(h) == 0.0
+
+
+def test_effective_rank_and_energy_rank_known_answers():
+    d = 16
+    q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64))
+    assert plasticity.effective_rank(torch.eye(d)) == pytest.approx(d)
+    assert plasticity.effective_rank(q * 3.0) == pytest.approx(d)  # identity covariance, any rotation
+    assert plasticity.energy_rank(torch.eye(d)) == d
+    rank1 = torch.randn(50, 1) @ torch.randn(1, d)
+    assert plasticity.effective_rank(rank1) == pytest.approx(1.0, abs=1e-3)
+    assert plasticity.energy_rank(rank1) == 1
+    assert plasticity.effective_rank(torch.zeros(5, 3)) == 0.0
+
+
+def test_collapse_event_fires_on_falling_learning_acc_with_rising_dormancy_only():
+    learn = [0.9, 0.9, 0.9, 0.9, 0.88, 0.8]
+    dormant = [0.1, 0.1, 0.1, 0.1, 0.2, 0.4]
+    ev = plasticity.collapse_events(learn, dormant, window=5)
+    assert len(ev) == 1 and ev[0]["kind"] == "plasticity_collapse" and "--redo" in ev[0]["message"]
+    assert plasticity.collapse_events(learn, [0.5, 0.5, 0.4, 0.3, 0.2, 0.1], window=5) == []
+    assert plasticity.collapse_events(learn[:-1], dormant[:-1], window=5) == []  # a 2-point fall is not yet a collapse
+    assert plasticity.collapse_events([0.9] * 6, dormant, window=5) == []
+    # Still collapsing one task later: no second event.
+    assert plasticity.collapse_events(learn + [0.6], dormant + [0.6], window=5) == []
+    assert plasticity.slope([1, 2, 3]) == pytest.approx(1.0)
+
+
+def test_mean_abs_weight_ignores_biases():
+    m = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        m.weight.fill_(-2.0)
+        m.bias.fill_(100.0)
+    assert plasticity.mean_abs_weight(m) == 2.0
+
+
+def test_variance_interval_and_event():
+    recs = [{"benchmark": "b", "strategy": s, "status": "finished", "metrics": {"avg_acc": v, "forgetting": 0.1}}
+            for s, v in [("wide", 0.5), ("wide", 0.9), ("wide", 0.7),
+                         ("tight", 0.80), ("tight", 0.801), ("tight", 0.802)]]
+    ci = variance.group_intervals(recs)[("b", "wide")]["avg_acc"]
+    assert ci["mean"] == pytest.approx(0.7) and ci["low"] < 0.7 < ci["high"] and ci["n"] == 3
+    ev = variance.variance_events(recs, max_width=0.05)
+    assert len(ev) == 1 and "wide" in ev[0]["message"] and "--seeds" in ev[0]["message"]
+    assert variance.variance_events(recs, max_width=10.0) == []
+
+
+def test_buffer_entropy_coverage_and_events():
+    balanced = {"fill": 1.0, "class_counts": {"0": 10, "1": 10, "2": 10, "3": 10}}
+    p = buffer.buffer_probes(balanced, range(4), 2)
+    assert p["buffer_class_entropy"] == pytest.approx(1.0) and p["buffer_class_coverage"] == 1.0
+    assert buffer.buffer_events(p, 1) == []
+    skewed = {"size": 50, "capacity": 100, "class_counts": {0: 97, 1: 3}}
+    p = buffer.buffer_probes(skewed, range(4), 2)
+    assert p["buffer_fill"] == 0.5 and p["buffer_class_coverage"] == 0.5
+    kinds = {e["kind"] for e in buffer.buffer_events(p, 1)}
+    assert kinds == {"buffer_homogeneous", "buffer_missing_classes"}
+    assert buffer.buffer_probes({}, range(4), 2) == {}  # a strategy without a buffer
+    assert buffer.normalised_entropy({0: 1, 1: 1}, 4) == pytest.approx(math.log(2) / math.log(4))
+
+
+def _task(seed, perm=None, n=300, d=20):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.rand(3, d, generator=g) * 4
+    y = torch.arange(3).repeat_interleave(n // 3)
+    x = centers[y] + torch.rand(len(y), d, generator=torch.Generator().manual_seed(seed + 1))
+    return (x[:, perm] if perm is not None else x), y
+
+
+def test_identical_tasks_have_dissimilarity_zero_and_permuted_ones_more():
+    emb = dissimilarity.RandomReLUEmbedding(20, width=32, seed=0)
+    x, y = _task(0)
+    f = emb(x)
+    assert dissimilarity.prototype_dissimilarity(f, y, f, y) == pytest.approx(0.0, abs=1e-9)
+    assert dissimilarity.otdd_gaussian(f, y, f, y) == pytest.approx(0.0, abs=1e-6)
+    xp, _ = _task(0, perm=torch.randperm(20, generator=torch.Generator().manual_seed(5)))
+    fp = emb(xp)
+    d_proto, d_otdd = dissimilarity.prototype_dissimilarity(f, y, fp, y), dissimilarity.otdd_gaussian(f, y, fp, y)
+    assert 0.2 < d_proto <= 1.0 and 0.05 < d_otdd <= 1.0
+
+
+def test_bures_w2_closed_form_for_isotropic_gaussians():
+    import numpy as np
+
+    m1, m2 = np.zeros(3), np.ones(3)
+    # W2^2 between N(m1, a^2 I) and N(m2, b^2 I) is |m1 - m2|^2 + d (a - b)^2.
+    assert dissimilarity.bures_w2(m1, 4 * np.eye(3), m2, np.eye(3)) == pytest.approx(3 + 3 * 1.0)
+
+
+def test_dissimilarity_event_gate_is_configurable():
+    assert dissimilarity.dissimilarity_events({"dissim_proto_prev": 0.8}, 3) != []
+    ev = dissimilarity.dissimilarity_events({"dissim_proto_prev": 0.8}, 3, gate=0.9)
+    assert ev == []
+    msg = dissimilarity.dissimilarity_events({"dissim_proto_prev": 0.8}, 3)[0]["message"]
+    assert "heuristic" in msg
