@@ -76,6 +76,7 @@ def build(cfg: RunConfig) -> tuple[Benchmark, Strategy]:
                            data_dir=cfg.data_dir, **cfg.benchmark_options).with_order(cfg.order)
     factory = BACKBONES.get(cfg.backbone)
     kwargs = {"hidden": cfg.hidden} if cfg.backbone == "mlp" else {}
+    kwargs.update(cfg.backbone_options)
     model = factory(bench.input_shape, bench.num_classes, **kwargs)
     cls = STRATEGIES.get(cfg.strategy)
     if cfg.task_free and cls.needs_boundaries:

@@ -34,6 +34,7 @@ class RunConfig:
     task_free: bool = False
     params: dict[str, Any] = field(default_factory=dict)  # strategy hyperparameters
     benchmark_options: dict[str, Any] = field(default_factory=dict)
+    backbone_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"nf": 20} for resnet18-reduced
     plasticity: dict[str, Any] = field(default_factory=dict)  # plasticity fixes, see retain.plasticity
 
     def validate(self) -> RunConfig:
@@ -83,6 +84,8 @@ class RunConfig:
         d = self.to_dict()
         d["params"] = self.strategy_config().to_dict()
         d.pop("data_dir")  # where the data lives does not change the numbers (checksums do)
+        if not d["backbone_options"]:  # keeps the keys of runs recorded before the field existed
+            d.pop("backbone_options")
         if not d["plasticity"]:  # keeps the keys of runs recorded before plasticity fixes existed
             d.pop("plasticity")
         return d
