@@ -11,7 +11,7 @@ from retain.plasticity import PlasticityConfig, make_plasticity
 from retain.plasticity.redo import linear_relu_triples, redo_reset
 from retain.plasticity.shrink_perturb import init_scales, shrink_perturb
 from retain.plasticity.wsc import WeightSpaceConsolidation
-from retain.probes import make_probe_hooks
+from retain.probes import ProbeConfig, make_probe_hooks
 from retain.runconfig import RunConfig
 from retain.store import Store
 
@@ -100,13 +100,15 @@ def test_probe_hook_records_probes_and_events_into_the_store(tmp_path):
     from retain.record import finished_record
 
     res = run_experiment(RunConfig(benchmark="permuted-digits", tasks=3, epochs=2),
-                         after_task=make_probe_hooks())
+                         after_task=make_probe_hooks(ProbeConfig(otdd=True)))
     assert [p["task"] for p in res.probes] == [0, 1, 2]
     for key in ("learning_acc", "dormant_redo", "dormant_1pct", "erank", "srank99", "mean_abs_w",
                 "forget_max_drop", "probe_seconds"):
         assert key in res.probes[-1]
     assert "dissim_proto_prev" in res.probes[1] and 0.0 <= res.probes[1]["dissim_otdd_prev"] <= 1.0
     assert any(e["kind"] == "sudden_forgetting" for e in res.events)  # naive on permuted digits forgets
+    plain = run_experiment(RunConfig(benchmark="permuted-digits", tasks=3, epochs=2))
+    assert plain.acc_matrix == res.acc_matrix  # probes never change the numbers
     store = Store(tmp_path / "r.db")
     run_id = store.save_run(finished_record(res, study="", started_at=0.0))
     assert len(store.events(run_id)) == len(res.events)

@@ -41,6 +41,10 @@ def execute(cfg: RunConfig, *, study: str = "", progress: Progress | None = None
     except for bad input, which is refused before anything runs)."""
     cfg.validate()
     started = time.time()
+    if after_task is None:  # diagnostics probes are on by default: about 0.02 s a task (retain.probes)
+        from retain.probes import make_probe_hooks
+
+        after_task = make_probe_hooks()
     try:
         result = run_experiment(cfg, progress=progress, after_task=after_task, checkpoint_dir=checkpoint_dir)
     except Exception as exc:  # noqa: BLE001 - recorded as a failed run

@@ -54,7 +54,8 @@ def _configs(args: argparse.Namespace):
                                 scenario=args.scenario, backbone=args.backbone, hidden=args.hidden,
                                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 optimizer=args.optimizer, seed=seed, order=order, data_dir=args.data_dir,
-                                task_free=args.task_free, params=params)
+                                task_free=args.task_free, plasticity=args.plasticity_of(args),
+                                params=params)
                 out.append(cfg.validate())
     return out
 
@@ -107,6 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = [r for r in records if r["status"] != "finished"]
     for r in failed:
         console.print(f"[red]run failed[/red]: {r['strategy']} seed {r['seed']}: {r['error']}")
+    from retain.probes import print_event_warnings
+
+    print_event_warnings(records, console)  # the diagnostics events of the runs just made
     console.print(f"store: {store.path}  summary: {out / 'summary.json'}")
     return 1 if failed else 0
 
@@ -131,6 +135,9 @@ def add_parser(sub) -> None:
     run.add_argument("--hidden", type=lambda s: tuple(int(v) for v in s.split(",")), default=(100, 100),
                      help="MLP hidden widths, comma separated (default 100,100)")
     run.add_argument("--task-free", action="store_true", help="no task boundaries reach the strategy")
+    from retain.plasticity.flags import add_plasticity_flags
+
+    add_plasticity_flags(run)
     run.add_argument("--data-dir", default=os.environ.get("RETAIN_DATA"),
                      help="folder with the data files (default: $RETAIN_DATA)")
     run.add_argument("--out", default="retain-results", help="output folder (store, summary.json)")
