@@ -40,6 +40,8 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _configs(args: argparse.Namespace):
+    from retain.console import console
+    from retain.presets import load_preset, resolve
     from retain.runconfig import RunConfig
     from retain.strategies import STRATEGIES
 
@@ -47,15 +49,18 @@ def _configs(args: argparse.Namespace):
         raise RetainError(f"--seeds and --orders must be >= 1, got {args.seeds} and {args.orders}")
     params = {n: getattr(args, f"hp_{n}") for n in args.hp_names if getattr(args, f"hp_{n}") is not None}
     out = []
+    preset = load_preset(args.preset) if args.preset else None
+    explicit = {k: getattr(args, k) for k in ("benchmark", "tasks", "scenario", "backbone", "hidden", "epochs",
+                                              "batch_size", "lr", "optimizer")}
     for strategy in args.strategy or STRATEGIES.names():
+        run_kwargs, strategy_params, notes = resolve(preset, strategy, explicit, params)
+        for note in notes:
+            console.print(f"[yellow]note[/yellow]: {note}")
         for order in range(args.orders):
             for seed in range(args.seeds):
-                cfg = RunConfig(benchmark=args.benchmark, strategy=strategy, tasks=args.tasks,
-                                scenario=args.scenario, backbone=args.backbone, hidden=args.hidden,
-                                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                optimizer=args.optimizer, seed=seed, order=order, data_dir=args.data_dir,
+                cfg = RunConfig(strategy=strategy, seed=seed, order=order, data_dir=args.data_dir,
                                 task_free=args.task_free, plasticity=args.plasticity_of(args),
-                                params=params)
+                                params=strategy_params, **run_kwargs)
                 out.append(cfg.validate())
     return out
 
@@ -120,7 +125,10 @@ def add_parser(sub) -> None:
     from retain.strategies import STRATEGIES
 
     run = sub.add_parser("run", help="run a study (no arguments: the default study on permuted-digits)")
-    run.add_argument("--benchmark", default="permuted-digits", help="benchmark name (see `retain list`)")
+    run.add_argument("--benchmark", help="benchmark name (see `retain list`; default permuted-digits)")
+    run.add_argument("--preset", help="a published protocol as defaults (e.g. der-pmnist, der-smnist, der-rmnist): "
+                                      "benchmark, training settings and each method's best values for --buffer-size; "
+                                      "explicit flags override it")
     run.add_argument("--strategy", action="append", help=f"strategy, repeatable (default: all: "
                                                          f"{', '.join(STRATEGIES.names())})")
     run.add_argument("--seeds", type=int, default=3, help="run seeds 0..N-1 (default 3)")
@@ -130,9 +138,9 @@ def add_parser(sub) -> None:
     run.add_argument("--epochs", type=int, help="epochs per task (default: the benchmark's)")
     run.add_argument("--batch-size", type=int, help="batch size (default: the benchmark's)")
     run.add_argument("--lr", type=float, help="learning rate (default: the benchmark's)")
-    run.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    run.add_argument("--backbone", default="mlp", help="backbone name (see `retain list`)")
-    run.add_argument("--hidden", type=lambda s: tuple(int(v) for v in s.split(",")), default=(100, 100),
+    run.add_argument("--optimizer", choices=("sgd", "adam"), help="optimizer (default sgd)")
+    run.add_argument("--backbone", help="backbone name (see `retain list`; default mlp)")
+    run.add_argument("--hidden", type=lambda s: tuple(int(v) for v in s.split(",")),
                      help="MLP hidden widths, comma separated (default 100,100)")
     run.add_argument("--task-free", action="store_true", help="no task boundaries reach the strategy")
     from retain.plasticity.flags import add_plasticity_flags

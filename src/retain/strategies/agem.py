@@ -1,0 +1,63 @@
+"""Averaged Gradient Episodic Memory (A-GEM), with a reservoir memory.
+
+Chaudhry, Ranzato, Rohrbach, Elhoseiny, "Efficient Lifelong Learning with A-GEM", ICLR 2019
+(arXiv:1812.00420). The gradient g of the current batch is compared with a reference gradient
+g_ref of a batch drawn from memory; when they conflict (g . g_ref < 0) g is projected to
+g - (g . g_ref / g_ref . g_ref) g_ref, so the step does not increase the memory loss to first order.
+
+The paper fills its memory per task at task boundaries; here memory is a reservoir filled on
+every step (the authors of the DER paper call this variant A-GEM-R), so no task boundaries are
+needed.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from retain.strategies.base import register_strategy
+from retain.strategies.er import ReplayStrategy
+
+
+def project(grad: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
+    """A-GEM's projection of ``grad`` against ``ref``; returns (new gradient, dot product)."""
+    dot = grad @ ref
+    if dot < 0:
+        return grad - (dot / (ref @ ref).clamp_min(1e-12)) * ref, dot
+    return grad, dot
+
+
+@register_strategy("agem")
+class AGEM(ReplayStrategy):
+    """Project the current gradient when it conflicts with the memory's reference gradient."""
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _flat_grad(self, loss: Tensor) -> Tensor:
+        params = self._params()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                          for g, p in zip(grads, params)])
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        loss = F.cross_entropy(self.model(x), y)
+        grad = self._flat_grad(loss)
+        logged = {}
+        if len(self.buffer):
+            replay = self.buffer.sample(self.config.replay_batch_size)
+            ref = self._flat_grad(F.cross_entropy(self.model(replay.x), replay.y))
+            grad, dot = project(grad, ref)
+            logged["projected"] = (dot < 0).float()
+        self._apply(grad)
+        self.buffer.add(x, y, task)
+        return {"loss": loss.detach(), **logged}
+
+    def _apply(self, grad: Tensor) -> None:
+        offset = 0
+        for p in self._params():
+            n = p.numel()
+            p.grad = grad[offset: offset + n].view_as(p)
+            offset += n
+        self.optimizer.step()

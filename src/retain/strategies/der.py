@@ -1,0 +1,55 @@
+"""Dark Experience Replay (DER) and, with ``beta > 0``, DER++.
+
+Buzzega, Boschini, Porrello, Abati, Calderara, "Dark Experience for General Continual Learning:
+a Strong, Simple Baseline", NeurIPS 2020 (arXiv:2004.07211).
+
+DER stores each sample with the logits the network gave it when it was inserted (never
+refreshed) and adds ``alpha * MSE(f(x'), z')`` on a buffer draw. DER++ adds
+``beta * CE(f(x''), y'')`` on a second, independent draw. The buffer is a reservoir, so no task
+boundaries are needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from retain.strategies.base import register_strategy
+from retain.strategies.config import hp
+from retain.strategies.er import ReplayConfig, ReplayStrategy
+
+
+@dataclass
+class DERConfig(ReplayConfig):
+    alpha: float = hp(1.0, "weight of the logit-matching (MSE) term on replayed samples", low=0.0)
+    beta: float = hp(0.0, "weight of the replayed-label CE term (0 is DER, > 0 is DER++)", low=0.0)
+
+
+@register_strategy("der")
+class DER(ReplayStrategy):
+    """CE(current) + alpha * MSE(logits on buffer inputs, stored logits) [+ beta * CE(buffer)]."""
+
+    Config = DERConfig
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        cfg = self.config
+        outputs = self.model(x)
+        loss = F.cross_entropy(outputs, y)
+        logged = {}
+        if len(self.buffer):
+            # Separate forward passes, as in the authors' code: with batch-norm backbones a joint
+            # forward would mix statistics of current and replayed samples.
+            first = self.buffer.sample(cfg.replay_batch_size)
+            distill = F.mse_loss(self.model(first.x), first.logits)
+            loss = loss + cfg.alpha * distill
+            logged["distill"] = distill.detach()
+            if cfg.beta > 0:
+                second = self.buffer.sample(cfg.replay_batch_size)
+                replay_ce = F.cross_entropy(self.model(second.x), second.y)
+                loss = loss + cfg.beta * replay_ce
+                logged["replay_ce"] = replay_ce.detach()
+        self.step(loss)
+        self.buffer.add(x, y, task, logits=outputs.detach())
+        return {"loss": loss.detach(), **logged}

@@ -1,0 +1,64 @@
+"""Experience Replay (ER) with a reservoir buffer.
+
+Each step trains one cross-entropy over the current batch concatenated with a batch drawn from
+a reservoir of past samples; only the current samples are then offered to the reservoir.
+Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", arXiv:1902.10486 (2019);
+reservoir insertion as in Riemer et al., ICLR 2019 and the DER paper's ER baseline.
+No task boundaries are needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from retain.memory import ReservoirBuffer, buffer_stats
+from retain.strategies.base import Strategy, register_strategy
+from retain.strategies.config import StrategyConfig, hp
+
+
+@dataclass
+class ReplayConfig(StrategyConfig):
+    """Hyperparameters every replay strategy has."""
+
+    buffer_size: int = hp(500, "replay buffer capacity in samples (reservoir sampling)", low=1)
+    replay_batch_size: int = hp(128, "samples drawn from the buffer per step", low=1)
+
+
+class ReplayStrategy(Strategy):
+    """A strategy that owns a reservoir buffer, reports its statistics and checkpoints it."""
+
+    Config = ReplayConfig
+
+    def __init__(self, model, config: ReplayConfig, **kwargs):
+        super().__init__(model, config, **kwargs)
+        self.buffer = ReservoirBuffer(config.buffer_size)
+
+    def stats(self) -> dict[str, Any]:
+        return {"buffer": buffer_stats(self.buffer)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.buffer.load_state_dict(state["buffer"])
+
+
+@register_strategy("er")
+class ER(ReplayStrategy):
+    """Experience replay: CE over [current batch; buffer batch], then reservoir insertion."""
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        inputs, labels = x, y
+        if len(self.buffer):
+            replay = self.buffer.sample(self.config.replay_batch_size)
+            inputs, labels = torch.cat([x, replay.x]), torch.cat([y, replay.y])
+        loss = F.cross_entropy(self.model(inputs), labels)
+        self.step(loss)
+        self.buffer.add(x, y, task)
+        return {"loss": loss.detach()}
