@@ -77,3 +77,38 @@ def write_cifar100(root: Path, per_class: int = 2, test_per_class: int = 1, seed
     write_py2(folder / "meta", {b"fine_label_names": [b"f%d" % i for i in range(100)],
                                 b"coarse_label_names": [b"c%d" % i for i in range(20)]})
     return folder
+
+
+def write_core50(root: Path, frames: int = 1, runs: int = 2, seed: int = 0, compressed: bool = False) -> Path:
+    """core50/ with core50_imgs.npz (x: N x 128 x 128 x 3), paths.pkl, labels.pkl and LUP.pkl for
+    the ni and nc scenarios: 11 sessions x 50 objects x ``frames`` frames, test sessions 3, 7, 10."""
+    rng = np.random.default_rng(seed)
+    folder = root / "core50"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, sess, obj = [], [], []
+    for s in range(1, 12):
+        for o in range(1, 51):
+            for f in range(frames):
+                paths.append(b"s%d/o%d/C_%02d_%02d_%03d.png" % (s, o, s, o, f))
+                sess.append(s)
+                obj.append(o - 1)
+    sess, obj = np.array(sess), np.array(obj)
+    x = rng.integers(0, 256, size=(len(paths), 128, 128, 3), dtype=np.uint8)
+    (np.savez_compressed if compressed else np.savez)(folder / "core50_imgs.npz", x=x)
+    write_py2(folder / "paths.pkl", paths)
+    test = [int(i) for i in np.flatnonzero(np.isin(sess, (3, 7, 10)))]
+    train_sessions = [s for s in range(1, 12) if s not in (3, 7, 10)]
+    lup, labels = {b"ni": [], b"nc": [], b"nic": []}, {b"ni": [], b"nc": [], b"nic": []}
+    for _ in range(runs):
+        order = rng.permutation(train_sessions)
+        ni = [[int(i) for i in np.flatnonzero(sess == s)] for s in order] + [test]
+        objs = rng.permutation(50)
+        groups = [objs[:10]] + [objs[10 + 5 * k: 15 + 5 * k] for k in range(8)]
+        train = ~np.isin(sess, (3, 7, 10))
+        nc = [[int(i) for i in np.flatnonzero(train & np.isin(obj, g))] for g in groups] + [test]
+        for key, batches in ((b"ni", ni), (b"nc", nc), (b"nic", ni)):
+            lup[key].append(batches)
+            labels[key].append([[int(obj[i]) for i in b] for b in batches])
+    write_py2(folder / "LUP.pkl", lup)
+    write_py2(folder / "labels.pkl", labels)
+    return folder

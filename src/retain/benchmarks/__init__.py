@@ -1,6 +1,6 @@
 """Benchmarks: streams of experiences, registered by name."""
 
-from retain.benchmarks import cifar, digits, mnist, synthetic  # noqa: F401  (register built-ins)
+from retain.benchmarks import cifar, core50, digits, mnist, synthetic  # noqa: F401  (register built-ins)
 from retain.benchmarks.base import SCENARIOS, Benchmark, Experience
 from retain.benchmarks.registry import BENCHMARKS, register_benchmark
 
