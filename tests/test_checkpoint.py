@@ -17,6 +17,7 @@ import torch
 from retain.checkpoint import Checkpointer, path_for, save
 from retain.errors import DataError
 from retain.loop import run_experiment
+from retain.record import execute
 from retain.runconfig import RunConfig
 from retain.store import Store
 from retain.strategies import STRATEGIES
@@ -33,8 +34,12 @@ def _stop_at(task: int):
     return hook
 
 
+# Small values for hyperparameters some strategies have (the buffer must fit the tiny data).
+TINY = {"buffer_size": 32, "replay_batch_size": 16}
+
+
 def _cfg(strategy: str = "naive", **kw) -> RunConfig:
-    return RunConfig(benchmark="synthetic", strategy=strategy, tasks=3, seed=1, **kw)
+    return RunConfig(benchmark="synthetic", strategy=strategy, tasks=3, seed=0, params=dict(TINY), **kw)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
@@ -67,13 +72,14 @@ def test_resume_after_the_first_task_and_twice(tmp_path):
 _KILL_SCRIPT = """
 import os, signal, sys, torch
 torch.set_num_threads(1)
-from retain.loop import run_experiment
+from retain.probes import make_probe_hooks
+from retain.record import execute
 from retain.runconfig import RunConfig
 def hook(ctx):
     if ctx.task == 2:
         os.kill(os.getpid(), signal.SIGKILL)
-run_experiment(RunConfig(benchmark="synthetic", strategy="naive", tasks=4, seed=0),
-               checkpoint_dir=sys.argv[1], after_task=[hook])
+execute(RunConfig(benchmark="synthetic", strategy="naive", tasks=4, seed=0), checkpoint_dir=sys.argv[1],
+        after_task=make_probe_hooks() + [hook])  # the hooks the CLI uses, and the kill
 """
 
 
@@ -92,6 +98,15 @@ def test_sigkill_during_a_task_then_cli_resume(tmp_path):
     [run] = Store(out / "retain.db").runs()
     reference = run_experiment(RunConfig(benchmark="synthetic", strategy="naive", tasks=4, seed=0))
     assert run["acc_matrix"] == reference.acc_matrix
+    # The probes (after-task hooks with state of their own) resume too: same values as a run
+    # never interrupted, except the timings.
+    expected: dict[str, list] = {}
+    for p in execute(RunConfig(benchmark="synthetic", strategy="naive", tasks=4, seed=0))["probes"]:
+        for name, value in p.items():
+            expected.setdefault(name, []).append((p["task"], value))
+    got = Store(out / "retain.db").probes(run["id"])
+    assert got.keys() == expected.keys() - {"task"}
+    assert all(got[n] == expected[n] for n in got if n != "probe_seconds")
     assert json.loads((out / "summary.json").read_text())[0]["acc_matrix"] == reference.acc_matrix
     events = Store(out / "retain.db").events(run["id"])
     assert [e["task"] for e in events if e["kind"] == "resumed"] == [1]

@@ -73,11 +73,12 @@ def set_rng_state(state: dict[str, Any], loop_generator: torch.Generator) -> Non
 
 
 def save(path: Path, *, run_key: str, task: int, strategy_state: dict[str, Any], rng: dict[str, Any],
-         progress: dict[str, Any]) -> None:
+         progress: dict[str, Any], hooks: list | None = None) -> None:
     """Write the checkpoint after ``task`` atomically (temporary file, fsync, ``os.replace``)."""
     _check_plain(strategy_state, "strategy")
+    _check_plain(hooks or [], "hooks")
     blob = {"format": FORMAT, "run_key": run_key, "task": task, "strategy": strategy_state, "rng": rng,
-            "progress": json.dumps(progress)}
+            "progress": json.dumps(progress), "hooks": hooks or []}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
@@ -127,13 +128,22 @@ class Checkpointer:
         self.path = path_for(directory, run_key)
         self.run_key = run_key
 
-    def resume(self, strategy, loop_generator: torch.Generator, result) -> int:
-        """Restore the last boundary into ``strategy``, the generators and ``result``; return the
-        index of the first task still to train (0 when there is no checkpoint)."""
+    def resume(self, strategy, loop_generator: torch.Generator, result, hooks=()) -> int:
+        """Restore the last boundary into ``strategy``, the generators, ``result`` and the after-task
+        ``hooks`` that keep state (those with ``state_dict``/``load_state_dict``, such as the
+        probes); return the index of the first task still to train (0 when there is none)."""
         blob = load(self.path, run_key=self.run_key)
         if blob is None:
             return 0
         strategy.load_state_dict(blob["strategy"])
+        states = blob["hooks"]
+        for i, hook in enumerate(hooks or ()):
+            if hasattr(hook, "load_state_dict"):
+                if i >= len(states) or states[i] is None:
+                    raise DataError(f"{self.path}: checkpoint holds no state for after-task hook {i} "
+                                    f"({type(hook).__name__}); it was written by a run with other hooks. "
+                                    "Delete it to start the run afresh")
+                hook.load_state_dict(states[i])
         set_rng_state(blob["rng"], loop_generator)
         for name, value in blob["progress"].items():
             setattr(result, name, value)
@@ -142,12 +152,15 @@ class Checkpointer:
                               "message": f"resumed from the checkpoint written after task {task}"})
         return task + 1
 
-    def save(self, task: int, strategy, loop_generator: torch.Generator, result, elapsed: float) -> None:
+    def save(self, task: int, strategy, loop_generator: torch.Generator, result, elapsed: float,
+             hooks=()) -> None:
         progress = {name: getattr(result, name) for name in _PROGRESS_FIELDS}
         progress["wall_seconds"] = result.wall_seconds + elapsed
         progress = json.loads(json.dumps(progress, default=_jsonable))
+        # A hook that keeps state across tasks without exposing it could not be resumed exactly.
+        hook_states = [h.state_dict() if hasattr(h, "state_dict") else None for h in hooks or ()]
         save(self.path, run_key=self.run_key, task=task, strategy_state=strategy.state_dict(),
-             rng=rng_state(loop_generator), progress=progress)
+             rng=rng_state(loop_generator), progress=progress, hooks=hook_states)
 
     def finish(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from retain.benchmarks import make_benchmark
 from retain.benchmarks.base import Benchmark, Experience
+from retain.benchmarks.blur import blurred_batches
 from retain.checkpoint import Checkpointer
 from retain.errors import ConfigError, DivergedError
 from retain.evaluation import evaluate_all
@@ -129,7 +130,7 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
                        sum(p.numel() for p in strategy.model.parameters() if p.requires_grad),
                        bench.info.get("task_order", list(range(len(exps)))))
     ckpt = Checkpointer(checkpoint_dir, result.key) if checkpoint_dir is not None else None
-    start = ckpt.resume(strategy, gen, result) if ckpt else 0
+    start = ckpt.resume(strategy, gen, result, after_task) if ckpt else 0
     done = sum(steps_per_task[:start])
     for t, exp in enumerate(exps):
         if t < start:  # already trained before the restart
@@ -142,7 +143,9 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
         train_on = strategy.training_experiences(exps[: t + 1])
         loss_sum, n_steps = torch.zeros(()), 0
         for epoch in range(cfg.epochs):
-            for x, y in iter_batches(train_on, cfg.batch_size, gen):
+            batches = (blurred_batches(exps, t, cfg.blur, cfg.seed, cfg.batch_size, gen)
+                       if cfg.blur > 0 and len(train_on) == 1 else iter_batches(train_on, cfg.batch_size, gen))
+            for x, y in batches:
                 loss_sum += strategy.observe(x, y, exp.task_id)["loss"]
                 if plastic:
                     plastic.after_step(x)
@@ -166,7 +169,7 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
         for hook in after_task or ():
             hook(RunContext(cfg, bench, strategy, t, result.acc_matrix, result))
         if ckpt:
-            ckpt.save(t, strategy, gen, result, time.perf_counter() - t_start)
+            ckpt.save(t, strategy, gen, result, time.perf_counter() - t_start, after_task)
     if ckpt:
         ckpt.finish()
     result.metrics = summarize(result.acc_matrix, baseline)

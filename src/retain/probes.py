@@ -117,6 +117,17 @@ class Probes:
             ctx.result.probes.append(probes)
             ctx.result.events.extend(events)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the probes carry from task to task, for checkpoints (retain.checkpoint); the random
+        embedding is not saved: it is rebuilt from its fixed seed."""
+        return {"feats": list(self.feats), "labels": list(self.labels), "learn": list(self.learn),
+                "dormant": list(self.dormant), "over_gate": self.over_gate}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.feats, self.labels = list(state["feats"]), list(state["labels"])
+        self.learn, self.dormant = list(state["learn"]), list(state["dormant"])
+        self.over_gate = bool(state["over_gate"])
+
     def _dissimilarity(self, exp, t: int) -> dict[str, float]:
         x = exp.prepare(exp.train_x[: self.cfg.batch])
         if self.embed is None:
