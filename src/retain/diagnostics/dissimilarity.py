@@ -120,12 +120,17 @@ def otdd_gaussian(fa: Tensor, ya: Tensor, fb: Tensor, yb: Tensor, ridge: float =
     return float(np.clip(_ot(cost, p, q) / bound, 0.0, 1.0)) if bound > 0 else 0.0
 
 
-def dissimilarity_probes(feats: list[Tensor], labels: list[Tensor], t: int, *, otdd: bool = True) -> dict[str, float]:
+def dissimilarity_probes(feats: list[Tensor], labels: list[Tensor], t: int, *, otdd: bool = True,
+                         max_past: int = 4096) -> dict[str, float]:
     """Task t against task t-1 (``dissim_*_prev``) and against all earlier tasks pooled
-    (``dissim_*_past``); {} for the first task."""
+    (``dissim_*_past``, an evenly strided subset of at most ``max_past`` samples so the cost stays
+    flat over long sequences); {} for the first task."""
     if t == 0:
         return {}
     past_f, past_y = torch.cat(feats[:t]), torch.cat(labels[:t])
+    if len(past_y) > max_past:
+        keep = torch.linspace(0, len(past_y) - 1, max_past).long()
+        past_f, past_y = past_f[keep], past_y[keep]
     out = {"dissim_proto_prev": prototype_dissimilarity(feats[t - 1], labels[t - 1], feats[t], labels[t]),
            "dissim_proto_past": prototype_dissimilarity(past_f, past_y, feats[t], labels[t])}
     if otdd:
