@@ -68,3 +68,11 @@ def test_vit_attention_equals_torch_multihead_attention():
 def test_bad_backbone_options_are_config_errors(name, shape, options, message):
     with pytest.raises(ConfigError, match=message):
         BACKBONES.get(name)(shape, 10, **options)
+
+
+def test_run_config_rejects_unknown_backbone_options():
+    from retain.runconfig import RunConfig
+
+    with pytest.raises(ConfigError, match=r"backbone 'vit-tiny' has no option\(s\) \['nf'\]; known: .*'patch'"):
+        RunConfig(backbone="vit-tiny", backbone_options={"nf": 3}).validate()
+    assert RunConfig(backbone="resnet18-reduced", backbone_options={"nf": 3}).validate().backbone_options == {"nf": 3}

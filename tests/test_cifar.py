@@ -173,3 +173,13 @@ def test_online_lora_runs_on_vit_tiny_once_registered(tiny_cifar100):
     if "online-lora" not in STRATEGIES:
         pytest.skip("online-lora is not registered yet (another engineer's issue)")
     assert _BACKBONE_FOR["online-lora"][0] == "vit-tiny"
+
+
+def test_cli_run_on_files_that_are_not_official_fails_before_writing(tmp_path, capsys):
+    from retain.cli import main
+
+    write_cifar100(tmp_path / "data")
+    rc = main(["run", "--benchmark", "split-cifar100", "--strategy", "naive", "--backbone", "resnet18-reduced",
+               "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--quiet", "--seeds", "1"])
+    assert rc == 2 and "checksum mismatch" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

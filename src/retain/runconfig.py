@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -50,7 +51,10 @@ class RunConfig:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         STRATEGIES.get(self.strategy)
-        BACKBONES.get(self.backbone)
+        known = set(inspect.signature(BACKBONES.get(self.backbone)).parameters) - {"input_shape", "num_classes"}
+        if set(self.backbone_options) - known:
+            raise ConfigError(f"backbone {self.backbone!r} has no option(s) "
+                              f"{sorted(set(self.backbone_options) - known)}; known: {sorted(known)}")
         for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("order", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
