@@ -169,12 +169,6 @@ def test_every_strategy_runs_split_cifar100(tiny_cifar100, strategy, scenario):
     assert np.isfinite(result.losses).all()
 
 
-def test_online_lora_runs_on_vit_tiny_once_registered(tiny_cifar100):
-    if "online-lora" not in STRATEGIES:
-        pytest.skip("online-lora is not registered yet (another engineer's issue)")
-    assert _BACKBONE_FOR["online-lora"][0] == "vit-tiny"
-
-
 def test_cli_run_on_files_that_are_not_official_fails_before_writing(tmp_path, capsys):
     from retain.cli import main
 
