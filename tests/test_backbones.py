@@ -76,3 +76,37 @@ def test_run_config_rejects_unknown_backbone_options():
     with pytest.raises(ConfigError, match=r"backbone 'vit-tiny' has no option\(s\) \['nf'\]; known: .*'patch'"):
         RunConfig(backbone="vit-tiny", backbone_options={"nf": 3}).validate()
     assert RunConfig(backbone="resnet18-reduced", backbone_options={"nf": 3}).validate().backbone_options == {"nf": 3}
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_checkpoint_loads_weights_and_swaps_a_head_of_another_size(tmp_path, suffix):
+    kw = {"dim": 12, "depth": 1, "heads": 3}
+    src = BACKBONES.get("vit-tiny")((3, 32, 32), 100, **kw)
+    path = tmp_path / f"vit{suffix}"
+    if suffix == ".pt":
+        torch.save({"model": src.state_dict()}, path)
+    else:
+        from safetensors.torch import save_file
+
+        save_file(src.state_dict(), str(path))
+    dst = BACKBONES.get("vit-tiny")((3, 32, 32), 10, checkpoint=str(path), **kw)
+    assert torch.equal(dst.blocks[0].attn.query.weight, src.blocks[0].attn.query.weight)
+    assert dst.head.out_features == 10
+    with pytest.raises(ConfigError, match="does not fit ResNet: missing"):
+        BACKBONES.get("resnet18-reduced")((3, 32, 32), 10, nf=2, checkpoint=str(path))
+
+
+def test_checkpoint_with_code_or_garbage_is_refused(tmp_path):
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'pwned'}",)
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Evil(), protocol=2))
+    with pytest.raises(ConfigError, match="evil.pt: cannot read"):
+        BACKBONES.get("resnet18")((3, 32, 32), 10, nf=2, checkpoint=str(tmp_path / "evil.pt"))
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(ConfigError, match="does not exist"):
+        BACKBONES.get("resnet18")((3, 32, 32), 10, checkpoint=str(tmp_path / "none.pt"))

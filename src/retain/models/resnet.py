@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retain.errors import ConfigError
+from retain.models.pretrained import load_weights
 from retain.models.registry import register_backbone
 
 
@@ -76,13 +77,15 @@ def _check_nf(name: str, nf) -> int:
 
 
 @register_backbone("resnet18-reduced")
-def resnet18_reduced(input_shape: tuple[int, ...], num_classes: int, nf: int = 20) -> ResNet:
+def resnet18_reduced(input_shape: tuple[int, ...], num_classes: int, nf: int = 20,
+                     checkpoint: str | None = None) -> ResNet:
     """Reduced ResNet-18 of GEM/DER (nf=20 base filters, ~1.1M parameters) for 32x32 images."""
-    return ResNet(_image_channels("resnet18-reduced", input_shape), num_classes,
-                  _check_nf("resnet18-reduced", nf))
+    model = ResNet(_image_channels("resnet18-reduced", input_shape), num_classes, _check_nf("resnet18-reduced", nf))
+    return load_weights(model, checkpoint) if checkpoint else model
 
 
 @register_backbone("resnet18")
-def resnet18(input_shape: tuple[int, ...], num_classes: int, nf: int = 64) -> ResNet:
+def resnet18(input_shape: tuple[int, ...], num_classes: int, nf: int = 64, checkpoint: str | None = None) -> ResNet:
     """Full-width ResNet-18 (nf=64, ~11M parameters), CIFAR stem for 32x32 images."""
-    return ResNet(_image_channels("resnet18", input_shape), num_classes, _check_nf("resnet18", nf))
+    model = ResNet(_image_channels("resnet18", input_shape), num_classes, _check_nf("resnet18", nf))
+    return load_weights(model, checkpoint) if checkpoint else model

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retain.errors import ConfigError
+from retain.models.pretrained import load_weights
 from retain.models.registry import register_backbone
 
 
@@ -91,8 +92,9 @@ def _check(input_shape, patch, dim, depth, heads, mlp_ratio) -> None:
 
 @register_backbone("vit-tiny")
 def vit_tiny(input_shape: tuple[int, ...], num_classes: int, patch: int = 4, dim: int = 192, depth: int = 12,
-             heads: int = 3, mlp_ratio: float = 4.0) -> ViT:
+             heads: int = 3, mlp_ratio: float = 4.0, checkpoint: str | None = None) -> ViT:
     """ViT-Tiny for 32x32 (patch 4, width 192, 12 blocks, 3 heads); separate query/key/value."""
     _check(input_shape, patch, dim, depth, heads, mlp_ratio)
-    return ViT(tuple(int(s) for s in input_shape), num_classes, patch=patch, dim=dim, depth=depth,
-               heads=heads, mlp_ratio=mlp_ratio)
+    model = ViT(tuple(int(s) for s in input_shape), num_classes, patch=patch, dim=dim, depth=depth,
+                heads=heads, mlp_ratio=mlp_ratio)
+    return load_weights(model, checkpoint) if checkpoint else model
