@@ -74,6 +74,7 @@ def build(cfg: RunConfig) -> tuple[Benchmark, Strategy]:
     np.random.seed(cfg.seed)
     bench = make_benchmark(cfg.benchmark, tasks=cfg.tasks, seed=cfg.seed, scenario=cfg.scenario,
                            data_dir=cfg.data_dir, **cfg.benchmark_options).with_order(cfg.order)
+    cfg.check_fits(bench)
     factory = BACKBONES.get(cfg.backbone)
     kwargs = {"hidden": cfg.hidden} if cfg.backbone == "mlp" else {}
     kwargs.update(cfg.backbone_options)

@@ -76,6 +76,16 @@ class RunConfig:
 
         return STRATEGIES.get(self.strategy).Config.from_params(self.strategy, self.params)
 
+    def check_fits(self, bench) -> None:
+        """Refuse what only the built benchmark can judge: a replay buffer larger than all of its
+        training data (it could never fill; usually a size meant for a bigger benchmark)."""
+        size = getattr(self.strategy_config(), "buffer_size", None)
+        total = sum(e.num_train for e in bench.experiences)
+        if isinstance(size, int) and size > total:
+            raise ConfigError(f"{self.strategy}: buffer-size {size} is larger than all the training data of "
+                              f"{self.benchmark} ({total} samples in {len(bench.experiences)} tasks); expected "
+                              f"at most {total}")
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)

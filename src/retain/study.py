@@ -241,16 +241,18 @@ def _check_benchmarks(configs: list[RunConfig], where: _Where) -> None:
     """Build each distinct benchmark once, so missing data or bad options fail before any run."""
     from retain.benchmarks import make_benchmark
 
-    seen = set()
+    built: dict = {}
     for c in configs:
         sig = (c.benchmark, c.tasks, c.scenario, c.data_dir, repr(sorted(c.benchmark_options.items())))
-        if sig in seen:
-            continue
-        seen.add(sig)
-        try:
-            make_benchmark(c.benchmark, tasks=c.tasks, seed=0, scenario=c.scenario, data_dir=c.data_dir,
-                           **c.benchmark_options)
-        except TypeError as exc:
-            raise where.error(("benchmarks", c.benchmark, "options"), f"bad option ({exc})") from None
+        if sig not in built:
+            try:
+                built[sig] = make_benchmark(c.benchmark, tasks=c.tasks, seed=0, scenario=c.scenario,
+                                            data_dir=c.data_dir, **c.benchmark_options)
+            except TypeError as exc:
+                raise where.error(("benchmarks", c.benchmark, "options"), f"bad option ({exc})") from None
+            except RetainError as exc:
+                raise where.error(("benchmarks", c.benchmark), str(exc)) from None
+        try:  # a buffer larger than the benchmark's data: refused here, before any run
+            c.check_fits(built[sig])
         except RetainError as exc:
-            raise where.error(("benchmarks", c.benchmark), str(exc)) from None
+            raise where.error(("strategies", c.strategy, "buffer_size"), str(exc)) from None

@@ -80,8 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from retain.store import Store
 
     configs = _configs(args)
-    make_benchmark(configs[0].benchmark, tasks=configs[0].tasks, seed=0, scenario=configs[0].scenario,
-                   data_dir=configs[0].data_dir)  # bad data fails here, before anything is written
+    bench = make_benchmark(configs[0].benchmark, tasks=configs[0].tasks, seed=0, scenario=configs[0].scenario,
+                           data_dir=configs[0].data_dir)  # bad data fails here, before anything is written
+    for c in configs:
+        c.check_fits(bench)  # e.g. a replay buffer larger than all the training data
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(args.store or out / "retain.db")

@@ -65,12 +65,18 @@ def parse_idx(data: bytes, source: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
 
 
-def read_idx(path: Path, *, md5: str | None = None) -> np.ndarray:
-    data = read_bytes(path)
-    if md5 is not None and hashlib.md5(data).hexdigest() != md5:
+def _check_md5(path: Path, data: bytes, md5: str) -> None:
+    if hashlib.md5(data).hexdigest() != md5:
         raise DataError(f"{path}: content checksum mismatch (expected md5 {md5}); the file is corrupt "
                         "or not the official MNIST")
-    return parse_idx(data, str(path))
+
+
+def read_idx(path: Path, *, md5: str | None = None) -> np.ndarray:
+    data = read_bytes(path)
+    array = parse_idx(data, str(path))  # structure first: a bad magic says more than a checksum
+    if md5 is not None:
+        _check_md5(path, data, md5)
+    return array
 
 
 @lru_cache(maxsize=4)
@@ -78,15 +84,21 @@ def _load_mnist_cached(data_dir: str, verify: bool) -> tuple[Tensor, Tensor, Ten
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"{root}: data directory does not exist (set --data-dir or RETAIN_DATA)")
-    arrays = {}
-    for stem, md5 in MNIST_MD5.items():
-        arrays[stem] = read_idx(find_file(root, stem), md5=md5 if verify else None)
+    arrays, raw = {}, {}
+    for stem in MNIST_MD5:
+        path = find_file(root, stem)
+        raw[stem] = (path, read_bytes(path))
+        arrays[stem] = parse_idx(raw[stem][1], str(path))
     out = []
-    for split in ("train", "t10k"):
+    for split in ("train", "t10k"):  # counts before checksums: the more telling message first
         images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
         if images.shape[0] != labels.shape[0]:
-            raise DataError(f"{root}: {split} has {images.shape[0]} images but {labels.shape[0]} labels")
+            raise DataError(f"{raw[f'{split}-images-idx3-ubyte'][0]} has {images.shape[0]} images but "
+                            f"{raw[f'{split}-labels-idx1-ubyte'][0].name} has {labels.shape[0]} labels; "
+                            "expected one label per image")
         out += [torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))]
+    for stem, md5 in MNIST_MD5.items() if verify else ():
+        _check_md5(*raw[stem], md5)
     return tuple(out)  # type: ignore[return-value]
 
 
