@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from retain.data.safe_pickle import safe_loads
 from retain.errors import DataError
@@ -149,7 +150,11 @@ def cached_images(root: Path, size: int) -> np.ndarray:
     return x
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=1)  # one copy of the images in memory, shared by NI and NC and every run
+def _images(root: str, size: int, mtime_ns: int) -> Tensor:
+    return torch.from_numpy(cached_images(Path(root), size))
+
+
 def load_core50(root: str, scenario: str, run: int, size: int, verify: bool):
     """(images N x 3 x size x size uint8 tensor, sessions per image, [(idx, labels)] batches + test)."""
     if size not in (32, 64, NATIVE):
@@ -157,7 +162,7 @@ def load_core50(root: str, scenario: str, run: int, size: int, verify: bool):
     path = Path(root)
     paths = _table(path, "paths.pkl", verify)
     sessions = sessions_of(list(paths), str(path / "paths.pkl"))
-    images = cached_images(path, size)
+    images = _images(root, size, (path / "core50_imgs.npz").stat().st_mtime_ns)
     if images.shape[0] != len(sessions):
         raise DataError(f"{path}: core50_imgs.npz has {images.shape[0]} images but paths.pkl {len(sessions)} paths")
     batches = scenario_batches(path, scenario, run, len(sessions), verify)
@@ -165,4 +170,4 @@ def load_core50(root: str, scenario: str, run: int, size: int, verify: bool):
     if not test_sessions <= set(TEST_SESSIONS):
         raise DataError(f"{path}: the {scenario} test batch holds sessions {sorted(test_sessions)}, expected only "
                         f"{list(TEST_SESSIONS)}")
-    return torch.from_numpy(images), sessions, batches
+    return images, sessions, batches
