@@ -6,7 +6,7 @@ TEST_EXTRAS := dev,report,lora,ray,tensorboard,ode
 .PHONY: run test lint setup
 
 run:
-	@bash scripts/setup-venv.sh report
+	@bash scripts/setup-venv.sh report,lora,ode
 	$(PY) -m retain run
 
 test:
