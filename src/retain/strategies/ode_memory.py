@@ -29,9 +29,9 @@ from retain.strategies.er import ReplayConfig, ReplayStrategy
 class ODEMemoryConfig(ReplayConfig):
     use_ode: bool = hp(True, "pass features through the continuous-depth (Neural ODE) block")
     use_memory: bool = hp(True, "read a memory of past features by cross-attention")
-    memory_slots: int = hp(128, "memory items read per forward pass (drawn from the replay buffer)", low=1)
+    memory_slots: int = hp(64, "memory items read per forward pass (drawn from the replay buffer)", low=1)
     ode_hidden: int = hp(64, "hidden width of the ODE dynamics f_theta", low=1)
-    ode_steps: int = hp(4, "fixed RK4 steps over t in [0, 1]", low=1)
+    ode_steps: int = hp(2, "fixed RK4 steps over t in [0, 1]", low=1)
     adjoint: bool = hp(False, "integrate gradients with the adjoint method (less memory, slower)")
 
 
