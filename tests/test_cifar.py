@@ -177,3 +177,13 @@ def test_cli_run_on_files_that_are_not_official_fails_before_writing(tmp_path, c
                "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--quiet", "--seeds", "1"])
     assert rc == 2 and "checksum mismatch" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_augmented_runs_are_reproducible_from_the_seed(tiny_cifar100):
+    cfg = lambda seed: RunConfig(benchmark="split-cifar100", strategy="naive", tasks=2, backbone="resnet18-reduced",
+                                 backbone_options={"nf": 2}, epochs=1, batch_size=16, seed=seed,
+                                 data_dir=tiny_cifar100, benchmark_options={"verify": False})
+    a, b, c = run_experiment(cfg(0)), run_experiment(cfg(0)), run_experiment(cfg(1))
+    assert a.acc_matrix == b.acc_matrix and a.losses == b.losses
+    assert a.losses != c.losses

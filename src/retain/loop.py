@@ -17,6 +17,7 @@ from torch import Tensor
 
 from retain.benchmarks import make_benchmark
 from retain.benchmarks.base import Benchmark, Experience
+from retain.benchmarks.blur import blurred_batches
 from retain.checkpoint import Checkpointer
 from retain.errors import ConfigError, DivergedError
 from retain.evaluation import evaluate_all
@@ -143,7 +144,9 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
         train_on = strategy.training_experiences(exps[: t + 1])
         loss_sum, n_steps = torch.zeros(()), 0
         for epoch in range(cfg.epochs):
-            for x, y in iter_batches(train_on, cfg.batch_size, gen):
+            batches = (blurred_batches(exps, t, cfg.blur, cfg.seed, cfg.batch_size, gen)
+                       if cfg.blur > 0 and len(train_on) == 1 else iter_batches(train_on, cfg.batch_size, gen))
+            for x, y in batches:
                 loss_sum += strategy.observe(x, y, exp.task_id)["loss"]
                 if plastic:
                     plastic.after_step(x)

@@ -33,6 +33,7 @@ class RunConfig:
     order: int = 0
     data_dir: str | None = None
     task_free: bool = False
+    blur: float = 0.0  # fraction of each task's samples moved into the previous task's stream
     params: dict[str, Any] = field(default_factory=dict)  # strategy hyperparameters
     benchmark_options: dict[str, Any] = field(default_factory=dict)
     backbone_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"nf": 20} for resnet18-reduced
@@ -63,6 +64,8 @@ class RunConfig:
             raise ConfigError(f"tasks must be a positive integer, got {self.tasks!r}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not isinstance(self.blur, (int, float)) or not 0.0 <= self.blur < 1.0:
+            raise ConfigError(f"blur must be a fraction in [0, 1), got {self.blur!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         STRATEGIES.get(self.strategy).Config.from_params(self.strategy, self.params)
@@ -100,6 +103,8 @@ class RunConfig:
         d.pop("data_dir")  # where the data lives does not change the numbers (checksums do)
         if not d["backbone_options"]:  # keeps the keys of runs recorded before the field existed
             d.pop("backbone_options")
+        if not d["blur"]:  # keeps the keys of runs recorded before blur existed
+            d.pop("blur")
         if not d["plasticity"]:  # keeps the keys of runs recorded before plasticity fixes existed
             d.pop("plasticity")
         return d

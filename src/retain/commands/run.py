@@ -60,7 +60,7 @@ def _configs(args: argparse.Namespace):
             for seed in range(args.seeds):
                 cfg = RunConfig(strategy=strategy, seed=seed, order=order, data_dir=args.data_dir,
                                 task_free=args.task_free, plasticity=args.plasticity_of(args),
-                                params=strategy_params, **run_kwargs)
+                                blur=args.blur, params=strategy_params, **run_kwargs)
                 out.append(cfg.validate())
     return out
 
@@ -145,6 +145,8 @@ def add_parser(sub) -> None:
     run.add_argument("--hidden", type=lambda s: tuple(int(v) for v in s.split(",")),
                      help="MLP hidden widths, comma separated (default 100,100)")
     run.add_argument("--task-free", action="store_true", help="no task boundaries reach the strategy")
+    run.add_argument("--blur", type=float, default=0.0, help="blurred boundaries: fraction of each task's "
+                     "samples moved into the previous task's stream (default 0)")
     from retain.plasticity.flags import add_plasticity_flags
 
     add_plasticity_flags(run)
