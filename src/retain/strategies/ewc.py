@@ -1,0 +1,91 @@
+"""Elastic Weight Consolidation, and its online variant.
+
+EWC: Kirkpatrick et al., "Overcoming catastrophic forgetting in neural networks", PNAS 2017,
+https://arxiv.org/abs/1612.00796. Online EWC: Schwarz et al., "Progress & Compress", ICML 2018,
+https://arxiv.org/abs/1805.06370 (one Fisher F <- gamma F + F_new and one anchor, so memory does
+not grow with the number of tasks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from retain.benchmarks.base import Experience
+from retain.strategies.base import Strategy, register_strategy
+from retain.strategies.config import StrategyConfig, hp
+from retain.strategies.penalties import (
+    FISHER_KINDS,
+    detached_copy,
+    fisher_diagonal,
+    quadratic_penalty,
+    sample_inputs,
+    trainable,
+)
+
+
+@dataclass
+class EWCConfig(StrategyConfig):
+    ewc_lambda: float = hp(100.0, "EWC: penalty strength lambda in (lambda/2) sum F (theta - theta*)^2", low=0.0)
+    online: bool = hp(False, "EWC: online EWC (Schwarz 2018): one running Fisher and one anchor")
+    gamma: float = hp(1.0, "EWC: decay of the running Fisher in online EWC (F <- gamma F + F_new)",
+                      low=0.0, high=1.0)
+    fisher: str = hp("exact", "EWC: Fisher estimate", choices=FISHER_KINDS)
+    fisher_samples: int = hp(512, "EWC: training samples of the finished task used for the Fisher", low=1)
+
+
+@register_strategy("ewc")
+class EWC(Strategy):
+    """Cross-entropy plus a quadratic pull towards earlier tasks' solutions, weighted by the
+    diagonal Fisher information computed at the end of each task."""
+
+    Config = EWCConfig
+    needs_boundaries = True  # the Fisher and the anchor are taken at task end
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # One (Fisher, anchor) pair per task, or exactly one pair in online mode.
+        self.fishers: list[dict[str, Tensor]] = []
+        self.anchors: list[dict[str, Tensor]] = []
+        self._gen = torch.Generator().manual_seed(0)
+
+    def penalty(self) -> Tensor:
+        params = trainable(self.model)
+        terms = [quadratic_penalty(params, f, a) for f, a in zip(self.fishers, self.anchors)]
+        return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum() if terms else torch.zeros(())
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        ce = F.cross_entropy(self.model(x), y)
+        pen = self.penalty()
+        self.step(ce + pen)
+        return {"loss": ce.detach(), "penalty": pen.detach()}
+
+    def end_task(self, experience: Experience) -> None:
+        cfg = self.config
+        x, y = sample_inputs(experience, cfg.fisher_samples, self._gen)
+        fisher = fisher_diagonal(self.model, x, y, kind=cfg.fisher, generator=self._gen)
+        anchor = detached_copy(trainable(self.model))
+        if cfg.online and self.fishers:
+            self.fishers = [{n: cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}]
+            self.anchors = [anchor]
+        else:
+            self.fishers.append(fisher)
+            self.anchors.append(anchor)
+
+    def stats(self) -> dict[str, Any]:
+        numel = sum(t.numel() for d in self.fishers + self.anchors for t in d.values())
+        mean_f = [float(torch.cat([t.flatten() for t in f.values()]).mean()) for f in self.fishers[-1:]]
+        return {"ewc_stored_floats": numel, "ewc_fisher_mean": mean_f[0] if mean_f else 0.0}
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"fishers": self.fishers, "anchors": self.anchors,
+                                       "generator": self._gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.fishers, self.anchors = state["fishers"], state["anchors"]
+        self._gen.set_state(state["generator"])

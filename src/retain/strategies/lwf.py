@@ -1,0 +1,84 @@
+"""Learning without Forgetting.
+
+Li & Hoiem, "Learning without Forgetting", ECCV 2016 / TPAMI 2017, https://arxiv.org/abs/1606.09282.
+
+The model at the end of the previous task is kept frozen; on each batch of the new task its
+outputs on the *current* inputs are the soft targets of a distillation term at temperature T
+over the classes seen before. We use T^2 * KL(p_old^T || p_new^T): it has the same gradient as
+the paper's soft cross-entropy, is zero when the model still equals the old one, and the T^2
+keeps its scale independent of T (Hinton et al. 2015).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from retain.benchmarks.base import Experience
+from retain.strategies.base import Strategy, register_strategy
+from retain.strategies.config import StrategyConfig, hp
+
+
+@dataclass
+class LwFConfig(StrategyConfig):
+    lwf_alpha: float = hp(1.0, "LwF: weight of the distillation term", low=0.0)
+    lwf_temperature: float = hp(2.0, "LwF: distillation temperature T", low=0.0, low_open=True)
+
+
+def distillation(logits: Tensor, old_logits: Tensor, temperature: float) -> Tensor:
+    """T^2 * KL(softmax(old / T) || softmax(new / T)), averaged over the batch."""
+    log_p = F.log_softmax(logits / temperature, dim=1)
+    log_q = F.log_softmax(old_logits / temperature, dim=1)
+    return F.kl_div(log_p, log_q, log_target=True, reduction="batchmean") * temperature**2
+
+
+@register_strategy("lwf")
+class LwF(Strategy):
+    """Cross-entropy on the new task plus distillation towards the previous model's outputs."""
+
+    Config = LwFConfig
+    needs_boundaries = True  # the teacher is the model as it was at the last task end
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.old_model: nn.Module | None = None
+        self.old_classes: list[int] = []
+
+    def distill_loss(self, x: Tensor, logits: Tensor) -> Tensor:
+        if self.old_model is None or not self.old_classes:
+            return torch.zeros(())
+        with torch.no_grad():
+            old = self.old_model(x)
+        cols = torch.tensor(self.old_classes)
+        return distillation(logits[:, cols], old[:, cols], self.config.lwf_temperature)
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        logits = self.model(x)
+        ce = F.cross_entropy(logits, y)
+        kd = self.distill_loss(x, logits)
+        self.step(ce + self.config.lwf_alpha * kd)
+        return {"loss": ce.detach(), "distill": kd.detach()}
+
+    def end_task(self, experience: Experience) -> None:
+        self.old_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.old_classes = sorted(set(self.old_classes) | set(experience.classes))
+
+    def stats(self) -> dict[str, Any]:
+        return {"lwf_old_classes": len(self.old_classes)}
+
+    def state_dict(self) -> dict[str, Any]:
+        old = self.old_model.state_dict() if self.old_model is not None else {}
+        return super().state_dict() | {"old_model": old, "old_classes": torch.tensor(self.old_classes)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.old_classes = [int(c) for c in state["old_classes"]]
+        self.old_model = None
+        if state["old_model"]:
+            self.old_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+            self.old_model.load_state_dict(state["old_model"])

@@ -1,0 +1,183 @@
+"""Online-LoRA: task-free online continual learning with low-rank adapters.
+
+Wei, Li & Marculescu, "Online-LoRA: Task-free Online Continual Learning via Low Rank
+Adaptation", WACV 2025, https://arxiv.org/abs/2411.05663. Built on Hugging Face PEFT, imported
+only here. The base weights stay frozen; LoRA adapters (on ``query``/``value`` of a ViT, on the
+hidden ``nn.Linear`` layers of an MLP) and the classifier head train. When the loss plateaus
+(:class:`~retain.strategies.plateau.PlateauDetector`) the adapter's importance is updated, the
+adapter is merged into the base (a true W <- W + BA through PEFT's ``merge``; the official code
+adds A and B separately, which is wrong) and a fresh adapter starts (A Kaiming-uniform, B zero).
+The loss is CE(batch) + CE(hard buffer) + (lambda/2) sum Omega (A^2, B^2) on the live adapter.
+
+Deviations, on purpose: the plateau detector watches the batch cross-entropy only (the paper
+watches the sum of its loss terms; thresholds are rescaled to match); the importance uses every
+hard-buffer item (the official code uses one). ``warm_start`` batches of full training come
+first, because the method assumes a pretrained backbone and MNIST-like benchmarks start from
+random weights (see docs/results-regularisation.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from retain.errors import ConfigError
+from retain.strategies.base import Strategy, register_strategy
+from retain.strategies.config import StrategyConfig, hp
+from retain.strategies.penalties import fisher_diagonal
+from retain.strategies.plateau import HardBuffer, PlateauDetector
+
+
+@dataclass
+class OnlineLoRAConfig(StrategyConfig):
+    lora_rank: int = hp(4, "Online-LoRA: adapter rank r", low=1)
+    lora_alpha: float = hp(4.0, "Online-LoRA: LoRA scaling numerator (update = alpha/r * BA)", low=0.0, low_open=True)
+    lora_targets: str = hp("auto", "Online-LoRA: comma-separated module names to adapt; auto = query,value "
+                                   "if the model has them, else every hidden nn.Linear")
+    lora_lambda: float = hp(2000.0, "Online-LoRA: strength of the importance penalty on A and B", low=0.0)
+    loss_window: int = hp(5, "Online-LoRA: number of recent losses in the plateau window", low=2)
+    mean_threshold: float = hp(1.0, "Online-LoRA: plateau when the window's mean CE is below this", low=0.0)
+    var_threshold: float = hp(0.02, "Online-LoRA: ... and the window's variance below this", low=0.0)
+    hard_buffer: int = hp(4, "Online-LoRA: hard buffer size (highest-loss samples replayed each step)", low=0)
+    consolidate: bool = hp(True, "Online-LoRA: merge and restart the adapter on a plateau "
+                                 "(false with lora-lambda 0, hard-buffer 0: plain LoRA fine-tuning)")
+    warm_start: int = hp(0, "Online-LoRA: batches of full training before the base is frozen "
+                            "(for backbones that are not pretrained)", low=0)
+
+
+def _targets(model: nn.Module, spec: str) -> list[str]:
+    """Module names to adapt: ``spec`` as given, or query/value projections when the model has
+    them (a ViT), else every nn.Linear except the classifier ``head``."""
+    if spec != "auto":
+        return [s.strip() for s in spec.split(",") if s.strip()]
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    qv = [n for n in names if n.rsplit(".", 1)[-1] in ("query", "value")]
+    return qv or [n for n in names if n != "head" and not n.startswith("head.")]
+
+
+def attach_lora(model: nn.Module, cfg: OnlineLoRAConfig) -> None:
+    """Inject a fresh LoRA adapter in place (A Kaiming-uniform, B zero: PEFT's default init);
+    freeze everything else except the head."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = _targets(model, cfg.lora_targets)
+    if not targets:
+        raise ConfigError(f"online-lora: lora-targets {cfg.lora_targets!r} matches no module of "
+                          f"{type(model).__name__}")
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=targets, lora_dropout=0.0,
+                      bias="none", init_lora_weights=True)
+    inject_adapter_in_model(lora, model)
+    model.requires_grad_(False)
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name or name.startswith("head."))
+
+
+def merge_lora(model: nn.Module) -> None:
+    """W <- W + (alpha/r) BA in every adapted layer through PEFT's own ``merge``, then put the
+    plain base layer back so that the next adapter starts from the merged weights."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge(safe_merge=True)
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, module.get_base_layer())
+    if hasattr(model, "peft_config"):  # injection records its config here; the next adapter is a new one
+        del model.peft_config
+
+
+def lora_parameters(model: nn.Module) -> dict[str, Tensor]:
+    return {n: p for n, p in model.named_parameters() if "lora_" in n}
+
+
+@register_strategy("online-lora")
+class OnlineLoRA(Strategy):
+    """Frozen base + LoRA adapters + trained head; consolidates adapters at loss plateaus."""
+
+    Config = OnlineLoRAConfig
+    needs_boundaries = False  # task-free by design: never uses begin_task / end_task
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cfg = self.config
+        self.detector = PlateauDetector(cfg.loss_window, cfg.mean_threshold, cfg.var_threshold)
+        self.hard = HardBuffer(cfg.hard_buffer)
+        self.importance: dict[str, Tensor] = {}
+        self.steps = self.plateaus = self.consolidations = 0
+        self.adapted = False
+        self.merge_error = 0.0
+        if cfg.warm_start == 0:
+            self._attach()
+
+    def _attach(self) -> None:
+        attach_lora(self.model, self.config)
+        self.adapted = True
+        self.optimizer = self.make_optimizer(p for p in self.model.parameters() if p.requires_grad)
+
+    def penalty(self) -> Tensor:
+        if not self.importance or self.config.lora_lambda == 0:
+            return torch.zeros(())
+        terms = [(self.importance[n] * p.pow(2)).sum() for n, p in lora_parameters(self.model).items()]
+        return 0.5 * self.config.lora_lambda * torch.stack(terms).sum()
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        self.steps += 1
+        if not self.adapted:  # warm start: plain full training
+            out = super().observe(x, y, task)
+            if self.steps >= self.config.warm_start:
+                self._attach()
+            return out
+        n = len(y)
+        xs, ys = (torch.cat([x, self.hard.x]), torch.cat([y, self.hard.y])) if len(self.hard) else (x, y)
+        per_sample = F.cross_entropy(self.model(xs), ys, reduction="none")
+        ce = per_sample[:n].mean()
+        hard = per_sample[n:].mean() if len(ys) > n else torch.zeros(())
+        pen = self.penalty()
+        self.step(ce + hard + pen)
+        self.hard.update(xs, ys, per_sample)
+        if self.detector.update(float(ce.detach())) and self.config.consolidate:
+            self._on_plateau(x)
+        return {"loss": ce.detach(), "hard_loss": hard.detach(), "penalty": pen.detach()}
+
+    def _on_plateau(self, probe: Tensor) -> None:
+        """Update the importance on the hard buffer, merge the adapter, start a fresh one."""
+        self.plateaus += 1
+        if len(self.hard):
+            with torch.no_grad():
+                predicted = self.model(self.hard.x).argmax(1)  # NLL at the model's own prediction
+            sq = fisher_diagonal(self.model, self.hard.x, predicted, kind="empirical")
+            for name, g in sq.items():
+                if "lora_" in name:
+                    old = self.importance.get(name, torch.zeros_like(g))
+                    self.importance[name] = g / self.plateaus + (1 - 1 / self.plateaus) * old
+        with torch.no_grad():
+            before = self.model(probe)
+        merge_lora(self.model)
+        self._attach()
+        with torch.no_grad():
+            self.merge_error = max(self.merge_error, float((self.model(probe) - before).abs().max()))
+        self.consolidations += 1
+
+    def stats(self) -> dict[str, Any]:
+        return {"consolidations": self.consolidations, "plateaus": self.plateaus,
+                "merge_max_abs_error": self.merge_error,
+                "importance_max": max((float(t.max()) for t in self.importance.values()), default=0.0),
+                "adapter_params": sum(p.numel() for p in lora_parameters(self.model).values())}
+
+    def state_dict(self) -> dict[str, Any]:
+        counters = torch.tensor([self.steps, self.plateaus, self.consolidations, int(self.adapted)])
+        return super().state_dict() | {"counters": counters, "importance": self.importance,
+                                       "detector": self.detector.state_dict(), "hard": self.hard.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.plateaus, self.consolidations, adapted = (int(v) for v in state["counters"])
+        if adapted and not self.adapted:
+            self._attach()  # the saved weights include adapter tensors: the modules must exist
+        super().load_state_dict(state)
+        self.importance = state["importance"]
+        self.detector.load_state_dict(state["detector"])
+        self.hard.load_state_dict(state["hard"])
