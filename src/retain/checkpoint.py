@@ -20,6 +20,8 @@ import json
 import os
 import pickle
 import random
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,17 +90,28 @@ def save(path: Path, *, run_key: str, task: int, strategy_state: dict[str, Any],
     os.replace(tmp, path)
 
 
+def _refusal(message: str) -> str:
+    """The useful part of torch's weights-only refusal (it wraps it in advice to load unsafely)."""
+    m = re.search(r"GLOBAL (\S+)", message)
+    if m:
+        return f"it names the global {m.group(1)}"
+    skip = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and not ln.startswith(skip)]
+    return lines[0] if lines else "not a weights-only file"
+
+
 def load(path: Path, *, run_key: str) -> dict[str, Any] | None:
     """The checkpoint at ``path``, or None when there is none. Refuses (DataError) a file that is
     corrupt, holds anything but tensors and plain values, or belongs to another run."""
     if not path.is_file():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle protocol warns; the refusal below says it all
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise DataError(f"{path}: checkpoint refused: it holds objects other than tensors and plain values "
-                        f"({first}); delete it to start the run afresh") from None
+                        f"({_refusal(str(exc))}); delete it to start the run afresh") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise DataError(f"{path}: checkpoint is corrupt or truncated ({exc.__class__.__name__}); "
                         "delete it to start the run afresh") from None

@@ -1,0 +1,261 @@
+"""Bad input is refused at the edge: one table of cases, each run through `retain run`. Every case
+must exit with code 2, print exactly one line that names the file / field / value and what was
+expected, and leave no run marked finished.
+
+The table in docs/bad-inputs.md is generated from CASES with each case's actual message:
+    .venv/bin/python tests/test_bad_input.py > docs/bad-inputs.md
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import re
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retain.cli import main
+
+Setup = Callable[[Path], list[str]]  # makes the bad files under tmp, returns the `retain run` arguments
+SYNTH = ["--benchmark", "synthetic", "--seeds", "1"]
+
+
+@dataclass
+class Case:
+    name: str
+    what: str  # the bad input, in words
+    setup: Setup
+    needle: str  # regex the one-line message must contain
+
+
+# ---- builders of bad files -----------------------------------------------------------------
+def _idx(array: np.ndarray, code: int = 0x08) -> bytes:
+    head = bytes([0, 0, code, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return head + array.astype(np.uint8).tobytes()
+
+
+def _mnist(tmp: Path, *, n_images: int = 6, n_labels: int = 6, magic: bytes | None = None,
+           truncate: bool = False) -> list[str]:
+    """A small MNIST folder in the official layout (not the official content), with one defect."""
+    d = tmp / "mnist"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("train", "t10k"):
+        images = _idx(rng.integers(0, 256, (n_images if split == "train" else 4, 28, 28)))
+        labels = _idx(np.arange(n_labels if split == "train" else 4) % 10)
+        if magic is not None and split == "train":
+            labels = magic + labels[4:]
+        (d / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
+        (d / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    if truncate:
+        f = d / "train-images-idx3-ubyte.gz"
+        f.write_bytes(f.read_bytes()[:200])
+    return ["--benchmark", "split-mnist", "--strategy", "naive", "--seeds", "1", "--data-dir", str(d)]
+
+
+def _cifar_study(tmp: Path, batch: bytes) -> list[str]:
+    """A study on split-cifar10 (checksums off, as for re-packed files) whose data_batch_1 is ``batch``."""
+    from vision_fixtures import write_cifar10
+
+    folder = write_cifar10(tmp / "data")
+    (folder / "data_batch_1").write_bytes(batch)
+    study = tmp / "study.toml"
+    study.write_text("[study]\nseeds = 1\n\n[benchmarks.split-cifar10]\noptions = { verify = false }\n\n"
+                     "[strategies.naive]\n")
+    return [str(study), "--data-dir", str(tmp / "data")]
+
+
+def _cifar_wrong_shape(tmp: Path) -> list[str]:
+    from vision_fixtures import py2_dumps
+
+    rng = np.random.default_rng(0)
+    return _cifar_study(tmp, py2_dumps({b"labels": [0] * 4, b"data": rng.integers(0, 256, (4, 1024), np.uint8)}))
+
+
+class _Evil:
+    """Unpickling this runs a shell command (touches a marker file): the stand-in for an attack."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _cifar_malicious(tmp: Path) -> list[str]:
+    return _cifar_study(tmp, pickle.dumps({"data": _Evil(tmp / "PWNED")}, protocol=2))
+
+
+def _checkpoint_malicious(tmp: Path) -> list[str]:
+    import torch
+
+    from retain.checkpoint import path_for
+    from retain.runconfig import RunConfig
+
+    key = RunConfig(benchmark="synthetic", strategy="naive", seed=0).key()
+    path = path_for(tmp / "ckpt", key)
+    path.parent.mkdir()
+    torch.save({"format": 1, "run_key": key, "strategy": _Evil(tmp / "PWNED")}, path)
+    return [*SYNTH, "--strategy", "naive", "--checkpoint-dir", str(tmp / "ckpt")]
+
+
+def _study(text: str) -> Setup:
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "study.toml").write_text(text)
+        return [str(tmp / "study.toml")]
+    return setup
+
+
+def _store_not_sqlite(tmp: Path) -> list[str]:
+    (tmp / "results.db").write_text("run,acc\nnaive,0.5\n")
+    return [*SYNTH, "--strategy", "naive", "--store", str(tmp / "results.db")]
+
+
+def _store_newer(tmp: Path) -> list[str]:
+    from retain.store import Store
+
+    Store(tmp / "newer.db").close()
+    with sqlite3.connect(tmp / "newer.db") as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    return [*SYNTH, "--strategy", "naive", "--store", str(tmp / "newer.db")]
+
+
+def _flags(*argv: str) -> Setup:
+    return lambda tmp: list(argv)
+
+
+_STUDY_OK = "[study]\nseeds = 1\n\n[benchmarks.synthetic]\n\n[strategies.naive]\n"
+
+CASES = [
+    Case("truncated-gzip", "MNIST .gz file cut short", lambda t: _mnist(t, truncate=True),
+         r"train-images-idx3-ubyte\.gz: cannot read .*truncated or corrupt"),
+    Case("idx-magic", "IDX file with a wrong magic number", lambda t: _mnist(t, magic=b"\x12\x34\x08\x01"),
+         r"train-labels-idx1-ubyte\.gz: not an IDX file \(bad magic 12340801\)"),
+    Case("idx-count", "6 training images but 5 labels", lambda t: _mnist(t, n_labels=5),
+         r"train-images-idx3-ubyte\.gz has 6 images but train-labels-idx1-ubyte\.gz has 5 labels; expected"),
+    Case("mnist-checksum", "well-formed MNIST files that are not the official ones", _mnist,
+         r"train-images-idx3-ubyte\.gz: content checksum mismatch \(expected md5 [0-9a-f]{32}\)"),
+    Case("data-dir-missing", "a data directory that does not exist",
+         _flags("--benchmark", "split-mnist", "--seeds", "1", "--data-dir", "/nonexistent/mnist"),
+         r"/nonexistent/mnist: data directory does not exist"),
+    Case("cifar-shape", "CIFAR batch whose images are 1024 values, not 3072", _cifar_wrong_shape,
+         r"data_batch_1: 'data' must be N x 3072 uint8, got \(4, 1024\)"),
+    Case("cifar-malicious-pickle", "CIFAR batch whose pickle calls os.system", _cifar_malicious,
+         r"data_batch_1: refuses to load global posix\.system"),
+    Case("checkpoint-malicious-pickle", "checkpoint whose pickle calls os.system", _checkpoint_malicious,
+         r"\.pt: checkpoint refused: it holds objects other than tensors"),
+    Case("unknown-benchmark", "--benchmark nope", _flags("--benchmark", "nope"),
+         r"unknown benchmark 'nope'; known: .*synthetic"),
+    Case("unknown-strategy", "--strategy nope", _flags(*SYNTH, "--strategy", "nope"),
+         r"unknown strategy 'nope'; known: .*naive"),
+    Case("unknown-backbone", "--backbone nope", _flags(*SYNTH, "--backbone", "nope"),
+         r"unknown backbone 'nope'; known: .*mlp"),
+    Case("unknown-preset", "--preset nope", _flags("--preset", "nope"), r"unknown preset 'nope'; known: "),
+    Case("zero-epochs", "--epochs 0", _flags(*SYNTH, "--epochs", "0"), r"epochs must be an integer >= 1, got 0"),
+    Case("negative-batch", "--batch-size -4", _flags(*SYNTH, "--batch-size", "-4"),
+         r"batch-size must be an integer >= 1, got -4"),
+    Case("zero-tasks", "--tasks 0", _flags(*SYNTH, "--tasks", "0"), r"tasks must be a positive integer, got 0"),
+    Case("zero-seeds", "--seeds 0", _flags("--benchmark", "synthetic", "--seeds", "0"), r"seeds.* must be >= 1"),
+    Case("zero-width", "--hidden 0,8", _flags(*SYNTH, "--strategy", "naive", "--hidden", "0,8"),
+         r"hidden widths must be positive integers, got \(0, 8\)"),
+    Case("negative-buffer", "--buffer-size -5", _flags(*SYNTH, "--strategy", "er", "--buffer-size", "-5"),
+         r"er: buffer-size must be >= 1, got -5"),
+    Case("buffer-too-big", "a replay buffer larger than all the training data",
+         _flags(*SYNTH, "--strategy", "naive", "--strategy", "er", "--buffer-size", "100000"),
+         r"er: buffer-size 100000 is larger than all the training data of synthetic \(256 samples"),
+    Case("nan-lr", "--lr nan", _flags(*SYNTH, "--lr", "nan"), r"lr must be a finite number > 0, got nan"),
+    Case("inf-lr", "--lr inf", _flags(*SYNTH, "--lr", "inf"), r"lr must be a finite number > 0, got inf"),
+    Case("study-unknown-key", "study file with a misspelt setting (epoch = 3)",
+         _study(_STUDY_OK.replace("[benchmarks.synthetic]\n", "[benchmarks.synthetic]\nepoch = 3\n")),
+         r"study\.toml:5: benchmarks\.synthetic\.epoch: unknown setting; expected one of"),
+    Case("study-wrong-type", "study file with lr = \"fast\"",
+         _study(_STUDY_OK.replace("[strategies.naive]\n", "[strategies.naive]\nsettings = { lr = \"fast\" }\n")),
+         r"study\.toml:7: strategies\.naive\.settings\.lr: must be float, got 'fast'"),
+    Case("store-not-sqlite", "--store pointing at a CSV file", _store_not_sqlite,
+         r"results\.db: not a SQLite database"),
+    Case("store-newer-schema", "a store written by a newer retain (schema 99)", _store_newer,
+         r"newer\.db: store schema version 99 is newer than this retain understands"),
+]
+
+
+def run_case(case: Case, tmp: Path, capsys) -> tuple[int, str]:
+    argv = case.setup(tmp)
+    if not any(a == "--out" for a in argv):
+        argv = [*argv, "--out", str(tmp / "out")]
+    rc = main(["run", *argv, "--quiet"])
+    return rc, capsys.readouterr().err
+
+
+def finished_runs(tmp: Path) -> int:
+    n = 0
+    for db in tmp.rglob("*.db"):
+        try:
+            with sqlite3.connect(db) as conn:
+                n += conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'finished'").fetchone()[0]
+        except sqlite3.DatabaseError:  # the not-SQLite case's file, left as it was
+            pass
+    return n
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_refused_with_one_clear_line(case, tmp_path, capsys):
+    rc, err = run_case(case, tmp_path, capsys)
+    lines = err.strip().splitlines()
+    assert rc == 2, err
+    assert len(lines) == 1 and lines[0].startswith("retain: error: "), err
+    assert re.search(case.needle, lines[0]), lines[0]
+    assert finished_runs(tmp_path) == 0
+    assert not (tmp_path / "out" / "summary.json").exists()
+    assert not (tmp_path / "PWNED").exists()  # no pickle from disk ran code
+
+
+def test_the_docs_table_lists_every_case():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "bad-inputs.md").read_text()
+    missing = [c.name for c in CASES if f"`{c.name}`" not in doc]
+    assert not missing, f"regenerate docs/bad-inputs.md (see this module's docstring): {missing}"
+
+
+HEADER = """# Bad inputs and the messages they get
+
+`retain` refuses bad input at the edge, before a run starts: one line on stderr that names the
+file, field or value and what was expected, exit code 2, and no run marked finished in the store.
+Each row below is a case of `tests/test_bad_input.py`, run through `retain run`, with the message
+it actually printed (temporary paths shown as `<tmp>`). Regenerate with
+`.venv/bin/python tests/test_bad_input.py > docs/bad-inputs.md`.
+
+| case | bad input | exit | message |
+| --- | --- | --- | --- |
+"""
+
+
+def _markdown() -> str:
+    import contextlib
+    import io
+    import tempfile
+
+    class Captured:  # what run_case needs from pytest's capsys
+        def __init__(self, buf):
+            self.buf = buf
+
+        def readouterr(self):
+            return type("Out", (), {"err": self.buf.getvalue()})
+
+    rows = []
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as d:
+            buf = io.StringIO()
+            with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(io.StringIO()):
+                rc, err = run_case(case, Path(d), Captured(buf))
+            msg = err.strip().replace(str(Path(d).resolve()), "<tmp>").replace(d, "<tmp>").replace("|", "\\|")
+            rows.append(f"| `{case.name}` | {case.what} | {rc} | `{msg}` |")
+    return HEADER + "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(_markdown(), end="")
