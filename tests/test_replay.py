@@ -168,3 +168,13 @@ def test_cli_preset_flag_resolves_to_the_protocol(tmp_path):
     assert derpp.benchmark == "permuted-mnist" and derpp.tasks == 20 and derpp.lr == 0.05
     assert derpp.params["alpha"] == 1.0 and derpp.params["buffer_size"] == 500
     assert naive.lr == 0.05 and naive.batch_size == 128
+
+
+def test_class_balanced_buffer_kind_is_used_and_balances():
+    s = make("er", buffer_kind="class-balanced", buffer_size=9)
+    for k in range(6):
+        x, _ = batch(6, seed=k)
+        s.observe(x, torch.tensor([0, 0, 0, 0, 1, 2]), 0)  # class 0 dominates the stream
+    assert s.stats()["buffer"]["class_counts"] == {0: 3, 1: 3, 2: 3}
+    with pytest.raises(ConfigError, match="buffer-kind"):
+        make("er", buffer_kind="fifo")

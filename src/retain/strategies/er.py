@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from retain.memory import ReservoirBuffer, buffer_stats
+from retain.memory import ClassBalancedBuffer, ReservoirBuffer, buffer_stats
 from retain.strategies.base import Strategy, register_strategy
 from retain.strategies.config import StrategyConfig, hp
 
@@ -27,6 +27,8 @@ class ReplayConfig(StrategyConfig):
 
     buffer_size: int = hp(500, "replay buffer capacity in samples (reservoir sampling)", low=1)
     replay_batch_size: int = hp(128, "samples drawn from the buffer per step", low=1)
+    buffer_kind: str = hp("reservoir", "reservoir: uniform over the stream (Algorithm R); class-balanced: equal "
+                          "slots per seen class", choices=("reservoir", "class-balanced"))
 
 
 class ReplayStrategy(Strategy):
@@ -36,7 +38,8 @@ class ReplayStrategy(Strategy):
 
     def __init__(self, model, config: ReplayConfig, **kwargs):
         super().__init__(model, config, **kwargs)
-        self.buffer = ReservoirBuffer(config.buffer_size)
+        kind = ClassBalancedBuffer if config.buffer_kind == "class-balanced" else ReservoirBuffer
+        self.buffer = kind(config.buffer_size)
 
     def stats(self) -> dict[str, Any]:
         return {"buffer": buffer_stats(self.buffer)}
