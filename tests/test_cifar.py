@@ -161,9 +161,11 @@ def _strategies():
 @pytest.mark.parametrize("strategy", _strategies())
 def test_every_strategy_runs_split_cifar100(tiny_cifar100, strategy, scenario):
     backbone, options = _BACKBONE_FOR.get(strategy, ("resnet18-reduced", {"nf": 2}))
+    # The fixture has 100 training images: a buffer of 40 fills up and starts replacing entries.
+    params = {f.name: 40 for f, _ in STRATEGIES.get(strategy).Config.fields() if f.name == "buffer_size"}
     cfg = RunConfig(benchmark="split-cifar100", strategy=strategy, tasks=2, scenario=scenario, backbone=backbone,
                     backbone_options=options, epochs=1, batch_size=32, data_dir=tiny_cifar100,
-                    benchmark_options={"verify": False})
+                    benchmark_options={"verify": False}, params=params)
     result = run_experiment(cfg)
     assert len(result.acc_matrix) == 2 and all(0.0 <= a <= 1.0 for row in result.acc_matrix for a in row)
     assert np.isfinite(result.losses).all()
