@@ -158,3 +158,19 @@ def test_cli_check_reports_real_mnist_and_generated_cifar(tmp_path, mnist_dir, c
     assert main(["data", "check", "--data-dir", str(tmp_path)]) == 1  # generated files are not official
     out = capsys.readouterr().out
     assert "cifar10    corrupt" in out and "core50     missing" in out
+
+
+def test_plain_files_land_in_the_dataset_folder_and_a_second_call_downloads_nothing(tmp_path, server):
+    handler, url = server
+    blobs = {"LUP.pkl": b"lup" * 1000, "paths.pkl": b"paths" * 1000}
+    handler.files.update(blobs)
+    remotes = tuple(Remote(n, ("x",), hashlib.md5(b).hexdigest()) for n, b in blobs.items())
+    catalog = {"core50": DatasetFiles("core50", "core50", remotes)}
+    folder = download("core50", tmp_path, base_url=url, catalog=catalog, report=lambda s: None)
+    assert folder == tmp_path / "core50" and all((folder / n).read_bytes() == b for n, b in blobs.items())
+    assert [r.status for r in check(tmp_path, catalog=catalog)] == ["ok"]
+    requests = len(handler.log)
+    download("core50", tmp_path, base_url=url, catalog=catalog, report=lambda s: None)
+    assert len(handler.log) == requests  # verified files are not fetched again
+    (folder / "LUP.pkl").unlink()
+    assert check(tmp_path, catalog=catalog)[0].status == "incomplete"
