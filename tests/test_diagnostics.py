@@ -131,3 +131,38 @@ def test_dissimilarity_event_gate_is_configurable():
     assert ev == []
     msg = dissimilarity.dissimilarity_events({"dissim_proto_prev": 0.8}, 3)[0]["message"]
     assert "heuristic" in msg
+
+
+@pytest.mark.slow
+def test_benchmark_dissimilarity_grows_with_the_permuted_fraction():
+    from retain.benchmarks import make_benchmark
+    from retain.dissimilarity_study import benchmark_dissimilarity
+
+    d = [benchmark_dissimilarity(make_benchmark("permuted-digits", tasks=2, seed=0, permute_fraction=p), 300)
+         for p in (0.0, 0.5, 1.0)]
+    assert d[0]["dissim_proto"] == pytest.approx(0.0, abs=1e-6) and d[0]["dissim_otdd"] == pytest.approx(0, abs=1e-6)
+    assert d[0]["dissim_proto"] < d[1]["dissim_proto"] < d[2]["dissim_proto"] <= 1.0
+    assert d[0]["dissim_otdd"] < d[1]["dissim_otdd"] < d[2]["dissim_otdd"] <= 1.0
+
+
+@pytest.mark.slow
+def test_cli_study_dissimilarity_writes_plot_and_table(tmp_path):
+    import json
+
+    from retain.cli import main
+
+    rc = main(["study", "dissimilarity", "--fractions", "0,1", "--strategy", "naive", "--tasks", "2",
+               "--epochs", "1", "--samples", "200", "--out", str(tmp_path), "--quiet"])
+    assert rc == 0
+    rows = json.loads((tmp_path / "dissimilarity.json").read_text())
+    assert [r["fraction"] for r in rows] == [0.0, 1.0]
+    assert rows[1]["dissim_proto"] > rows[0]["dissim_proto"]
+    assert rows[1]["forgetting"] > rows[0]["forgetting"]  # a full permutation makes naive forget more
+    assert (tmp_path / "forgetting_vs_dissimilarity.png").stat().st_size > 1000
+
+
+def test_cli_study_rejects_a_non_permuted_benchmark(tmp_path, capsys):
+    from retain.cli import main
+
+    assert main(["study", "dissimilarity", "--benchmark", "split-digits", "--out", str(tmp_path)]) == 2
+    assert "permuted" in capsys.readouterr().err

@@ -56,7 +56,7 @@ def _cos_dist(a: np.ndarray, b: np.ndarray) -> float:
         return 0.0
     if na == 0 or nb == 0:
         return 1.0
-    return float(1.0 - max(0.0, float(a @ b) / (na * nb)))
+    return float(min(1.0, max(0.0, 1.0 - float(a @ b) / (na * nb))))  # rounding can push cos past 1
 
 
 def prototype_dissimilarity(fa: Tensor, ya: Tensor, fb: Tensor, yb: Tensor) -> float:
