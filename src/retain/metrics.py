@@ -31,19 +31,24 @@ def average_accuracy_curve(R: Matrix) -> list[float]:
     return [float(a[k, : k + 1].mean()) for k in range(a.shape[0])]
 
 
-def forgetting_per_task(R: Matrix) -> list[float]:
-    """f_j = max_{l<T-1} R[l][j] - R[T-1][j] for each j < T-1 (Chaudhry 2018; may be negative)."""
+def forgetting_per_task(R: Matrix, *, include_last: bool = False) -> list[float]:
+    """f_j = max_{j<=l<T-1} R[l][j] - R[T-1][j] for each j < T-1 (Chaudhry 2018; may be negative).
+
+    ``include_last=True`` takes the maximum over the last row too (l <= T-1), the definition of
+    libraries that report forgetting >= 0: an improved task then counts as 0, not as negative."""
     a = _square(R)
     T = a.shape[0]
-    return [float(a[j: T - 1, j].max() - a[T - 1, j]) for j in range(T - 1)]
+    stop = T if include_last else T - 1
+    return [float(a[j: stop, j].max() - a[T - 1, j]) for j in range(T - 1)]
 
 
-def forgetting(R: Matrix) -> float:
+def forgetting(R: Matrix, *, include_last: bool = False) -> float:
     """Average forgetting over the first T-1 tasks after the last task (0 when T = 1).
 
     The maximum runs over rows before the last one, so the value can be negative when a task
-    improved (backward transfer); libraries that include the last row clip it at 0."""
-    f = forgetting_per_task(R)
+    improved (backward transfer); libraries that include the last row (``include_last=True``)
+    clip it at 0."""
+    f = forgetting_per_task(R, include_last=include_last)
     return float(np.mean(f)) if f else 0.0
 
 
