@@ -166,3 +166,21 @@ def test_cli_study_rejects_a_non_permuted_benchmark(tmp_path, capsys):
 
     assert main(["study", "dissimilarity", "--benchmark", "split-digits", "--out", str(tmp_path)]) == 2
     assert "permuted" in capsys.readouterr().err
+
+
+def test_event_warnings_group_by_kind_and_add_the_variance_check():
+    import io
+
+    from rich.console import Console
+
+    from retain.probes import format_events, print_event_warnings
+
+    ev = [{"task": t, "kind": "sudden_forgetting", "message": f"drop at {t}"} for t in (2, 3, 4)]
+    recs = [{"strategy": "naive", "seed": s, "benchmark": "b", "status": "finished", "events": ev if s == 0 else [],
+             "metrics": {"avg_acc": v, "forgetting": 0.1}} for s, v in ((0, 0.2), (1, 0.9))]
+    lines = format_events(recs)
+    assert lines == ["naive seed 0 after task 2: drop at 2 [3 events of this kind in this run]"]
+    buf = io.StringIO()
+    print_event_warnings(recs, Console(file=buf, width=300))
+    out = buf.getvalue()
+    assert "drop at 2" in out and "high variance" in out

@@ -160,7 +160,12 @@ def format_events(records: list[dict[str, Any]], limit: int = 20) -> list[str]:
     return lines
 
 
-def print_event_warnings(records: list[dict[str, Any]], console: Any) -> None:
-    """Print the events of ``records`` as warnings (called by `retain run` after the table)."""
-    for line in format_events(records):
+def print_event_warnings(records: list[dict[str, Any]], console: Any, *, max_ci_width: float = 0.05) -> None:
+    """Print the events of ``records`` as warnings (called by `retain run` after the table), then
+    the across-run check: a 95% interval over seeds/orders wider than ``max_ci_width``."""
+    from retain.diagnostics.variance import variance_events
+
+    lines = format_events(records)
+    lines += [e["message"] for e in variance_events(records, max_width=max_ci_width)]
+    for line in lines:
         console.print(f"[yellow]warning[/yellow]: {line}", highlight=False)
