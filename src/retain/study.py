@@ -139,7 +139,8 @@ def _check_setting(name: str, value: Any, path: tuple[str, ...], where: _Where) 
         raise where.error(path, f"must be a non-empty list of positive integers, got {value!r}")
     ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
           float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}.get(base, lambda v: True)
+          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str),
+          dict: lambda v: isinstance(v, dict)}.get(base, lambda v: True)
     if not ok(value):
         raise where.error(path, f"must be {getattr(base, '__name__', base)}, got {value!r}")
     return float(value) if base is float else value

@@ -1,15 +1,17 @@
-"""`retain run`: run a grid of runs (strategies x seeds x orders on one benchmark), record each
-in the store, print the results table. Runs already finished in the store are not run again."""
+"""`retain run [study.toml]`: run a study (a TOML study file, or the one-line study that the flags
+describe) through an executor (in-process, process pool or Ray), record each run in the store,
+print the results table and write the report. Runs already finished in the store are not run again."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
-from retain.errors import RetainError
+from retain.errors import ConfigError, RetainError
 
 
 def _bool(text: str) -> bool:
@@ -71,39 +73,66 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+#: Flags that say how or where to run, not what: allowed next to a study file, left out of the
+#: command that reproduces a study's numbers.
+_HOW_FLAGS = {"help", "study_file", "out", "store", "quiet", "workers", "backend", "address", "tensorboard",
+              "checkpoint_dir", "data_dir", "no_report"}
 
+
+def _flags_given(args: argparse.Namespace, skip: set[str]) -> list[tuple[argparse.Action, Any]]:
+    return [(a, getattr(args, a.dest)) for a in args.run_parser._actions
+            if a.dest not in skip and a.option_strings and getattr(args, a.dest, None) != a.default]
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The `retain run` command line that reproduces these flags' study (canonical, not argv)."""
+    words = ["retain", "run"]
+    for action, value in _flags_given(args, _HOW_FLAGS):
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            words += [w for v in value for w in (flag, str(v))]
+        else:
+            words += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return shlex.join(words)
+
+
+def _study(args: argparse.Namespace):
+    """The study to run: the study file, or the one-line study that the flags describe."""
     from retain.benchmarks import make_benchmark
-    from retain.console import console, make_progress, results_table
-    from retain.record import execute
-    from retain.store import Store
+    from retain.study import Study, load_study
 
+    if args.study_file:
+        given = [a.option_strings[-1] for a, _ in _flags_given(args, _HOW_FLAGS | {"study"})]
+        if given:
+            raise ConfigError(f"{args.study_file}: a study file and study flags do not mix (got "
+                              f"{', '.join(given)}); put those settings in the file")
+        study = load_study(args.study_file, data_dir=args.data_dir)
+        study.name = args.study or study.name
+        return study
     configs = _configs(args)
     bench = make_benchmark(configs[0].benchmark, tasks=configs[0].tasks, seed=0, scenario=configs[0].scenario,
                            data_dir=configs[0].data_dir)  # bad data fails here, before anything is written
     for c in configs:
         c.check_fits(bench)  # e.g. a replay buffer larger than all the training data
-    out = Path(args.out)
+    return Study(name=args.study, configs=configs, command=_command(args))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from retain.console import console, results_table
+    from retain.store import Store
+    from retain.sweep import run_with_progress
+
+    study = _study(args)
+    out = Path(args.out or study.out or "retain-results")
     out.mkdir(parents=True, exist_ok=True)
-    store = Store(args.store or out / "retain.db")
-    done = {r["run_key"]: r for r in store.runs()}
-    records = [done[c.key()] for c in configs if c.key() in done]
-    todo = [c for c in configs if c.key() not in done]
-    if records:
-        console.print(f"{len(records)} of {len(configs)} runs already finished in {store.path}; running the rest")
-    with make_progress() as bar:
-        bar.disable = args.quiet
-        overall = bar.add_task("study", total=len(configs), completed=len(records))
-        for cfg in todo:
-            current = bar.add_task(f"{cfg.strategy} seed {cfg.seed}", total=1)
-            progress = lambda done, total, desc, _t=current, _c=cfg: bar.update(
-                _t, completed=done, total=total, description=f"{_c.strategy} s{_c.seed} {desc}")
-            rec = execute(cfg, study=args.study, progress=progress, checkpoint_dir=args.checkpoint_dir)
-            store.save_run(rec)
-            records.append(rec)
-            bar.remove_task(current)
-            bar.advance(overall)
+    store = Store(args.store or study.store or out / "retain.db")
+    records = run_with_progress(study, store, backend=args.backend, workers=args.workers, address=args.address,
+                                quiet=args.quiet, checkpoint_dir=args.checkpoint_dir,
+                                extra={"command": study.command}).records
     keys = ("benchmark", "strategy", "seed", "acc_matrix", "metrics", "run_key", "task_order", "wall_seconds",
             "peak_mem_mb")
     summary = [{k: r[k] for k in keys} | {"order": r["extra"]["order"]} for r in records
@@ -111,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     write_json_atomic(out / "summary.json", summary)
     if summary:  # a table of failed runs only would be empty
         Console(width=max(Console().width, 100)).print(
-            results_table(records, title=f"Results on {configs[0].benchmark}"))
+            results_table(records, title=f"Results on {study.configs[0].benchmark}"))
     failed = [r for r in records if r["status"] != "finished"]
     for r in failed:
         console.print(f"[red]run failed[/red]: {r['strategy']} seed {r['seed']}: {r['error']}")
@@ -119,8 +148,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print_event_warnings(records, console)  # the diagnostics events of the runs just made
     console.print(f"store: {store.path}  summary: {out / 'summary.json'}")
-    return 1 if failed else 0
+    if summary and not args.no_report:
+        from retain.report import write_report
 
+        paths = write_report(store, out, run_keys=[c.key() for c in study.configs], title=study.name,
+                             tensorboard=args.tensorboard)
+        console.print(f"report: {paths['markdown']}  {paths['html']}")
+    return 1 if failed else 0
 
 
 def add_parser(sub) -> None:
@@ -152,10 +186,20 @@ def add_parser(sub) -> None:
     add_plasticity_flags(run)
     run.add_argument("--data-dir", default=os.environ.get("RETAIN_DATA"),
                      help="folder with the data files (default: $RETAIN_DATA)")
-    run.add_argument("--out", default="retain-results", help="output folder (store, summary.json)")
+    run.add_argument("--out", help="output folder: store, summary.json, report.md/.html, plots/ "
+                                   "(default: the study file's `out`, else retain-results)")
     run.add_argument("--store", help="SQLite store (default: OUT/retain.db)")
     run.add_argument("--study", default="", help="a name to group these runs under")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--checkpoint-dir", help="save each run's state after every task here; a killed run "
                                               "started again resumes from its last finished task")
+    run.add_argument("--workers", type=int, default=1, help="runs in parallel: 1 runs in this process, "
+                     "N > 1 a local process pool (with --backend ray: the CPUs of a local Ray)")
+    run.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
+    run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    run.add_argument("--tensorboard", metavar="DIR", help="also export the runs as TensorBoard event files")
+    run.add_argument("--no-report", action="store_true", help="skip report.md / report.html / plots")
+    run.add_argument("study_file", nargs="?", help="a TOML study file (docs/studies.md); without it the "
+                                                    "flags describe the study")
+    run.set_defaults(run_parser=run)
     run.set_defaults(hp_names=_strategy_flags(run), handler=cmd_run)

@@ -48,6 +48,7 @@ def build_report(store, runs: list[dict[str, Any]], out: Path, *, title: str = "
                  failed: list[dict[str, Any]] | None = None) -> list[Block]:
     """Every block of the report on ``runs``; writes the plots under ``out/plots``."""
     by_bench = group_runs(runs)
+    title = title or ", ".join(sorted({r["study"] for r in runs} - {""}))
     revisions = sorted({r["revision"] for r in runs})
     blocks: list[Block] = [Heading(f"retain report{': ' + title if title else ''}", 1),
                            Para(f"{len(runs)} finished runs on {len(by_bench)} benchmark(s), "

@@ -15,6 +15,7 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max
        margin: 2em auto; padding: 0 1em; color: #1f2328; line-height: 1.45; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #d0d7de; padding: 4px 8px; }
+td.r { white-space: nowrap; }
 th { background: #f6f8fa; }
 td.r, th.r { text-align: right; } td.l, th.l { text-align: left; }
 figure { margin: 1.5em 0; } figcaption { color: #59636e; font-size: 0.9em; }

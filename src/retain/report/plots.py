@@ -73,7 +73,7 @@ def task_accuracy(groups: list[Group], path: Path) -> Path:
         ax.set_title(g.label, fontsize=9)
         ax.set_xlabel("tasks trained")
         ax.set_ylabel("accuracy %")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 103)  # headroom: lines at 100% stay visible
         ax.set_xticks(range(1, T + 1))
     list(axes.flat)[0].legend(fontsize=7, ncol=2)
     for ax in list(axes.flat)[len(groups):]:
@@ -91,9 +91,10 @@ def average_accuracy(groups: list[Group], path: Path) -> Path:
         mean, std = curves.mean(0), curves.std(0)
         ax.plot(x, mean, marker="o", ms=3, label=g.label)
         ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+    ax.set_xticks(range(1, max(g.curves().shape[1] for g in groups) + 1))
     ax.set_xlabel("tasks trained")
     ax.set_ylabel("average accuracy on seen tasks %")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 103)  # headroom: lines at 100% stay visible
     ax.legend(fontsize=8)
     return _save(fig, path)
 

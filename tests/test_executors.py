@@ -1,0 +1,159 @@
+"""Executors and resume: in-process, process pool, Ray; only the driver writes the store; a
+killed study started again runs only what is missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from retain.cli import main
+from retain.errors import ConfigError
+from retain.executors import InProcess, ProcessPool, Ray, make_executor, run_study
+from retain.runconfig import RunConfig
+from retain.store import Store
+from retain.study import load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def configs(n: int = 4) -> list[RunConfig]:
+    return [RunConfig(benchmark="synthetic", strategy=s, seed=seed, epochs=1, hidden=(16,)).validate()
+            for s in ("naive", "joint") for seed in range(n // 2)]
+
+
+def test_resume_runs_only_what_is_missing(tmp_path):
+    store = Store(tmp_path / "r.db")
+    cfgs = configs()
+    first = run_study(cfgs[:2], store, InProcess(), study="s")
+    assert (first.ran, first.reused) == (2, 0)
+    seen = []
+    second = run_study(cfgs, store, InProcess(), study="s", extra={"command": "retain run x"},
+                       on_record=lambda r: seen.append(r["run_key"]))
+    assert (second.ran, second.reused) == (2, 2)
+    assert seen == [c.key() for c in cfgs[2:]]
+    assert [r["run_key"] for r in second.records] == [c.key() for c in cfgs]
+    third = run_study(cfgs, store, InProcess(), study="s")
+    assert (third.ran, third.reused) == (0, 4)
+    rows = store.runs()
+    assert len(rows) == 4 and rows[-1]["extra"]["command"] == "retain run x"
+
+
+@pytest.mark.slow
+def test_process_pool_matches_in_process_and_streams_into_the_store(tmp_path):
+    cfgs = configs()
+    local = {r["run_key"]: r["acc_matrix"] for r in run_study(cfgs, Store(tmp_path / "a.db"), InProcess()).records}
+    store = Store(tmp_path / "b.db")
+    counts = []
+    out = run_study(cfgs, store, ProcessPool(2), on_record=lambda r: counts.append(len(store.runs())))
+    assert counts == [1, 2, 3, 4]  # each record is saved by the driver as it arrives
+    assert {r["run_key"]: r["acc_matrix"] for r in out.records} == local  # same numbers in workers
+    assert {r["run_key"] for r in store.runs()} == set(local)
+
+
+@pytest.mark.slow
+def test_ray_on_a_local_two_cpu_cluster(tmp_path):
+    ray = pytest.importorskip("ray")
+    cfgs = configs(2)
+    local = {r["run_key"]: r["acc_matrix"] for r in run_study(cfgs, Store(tmp_path / "a.db"), InProcess()).records}
+    out = run_study(cfgs, Store(tmp_path / "b.db"), Ray(num_cpus=2), study="ray")
+    try:
+        assert {r["run_key"]: r["acc_matrix"] for r in out.records} == local
+        assert all(r["study"] == "ray" for r in Store(tmp_path / "b.db").runs())
+    finally:
+        assert not ray.is_initialized()  # the executor shut down the Ray it started
+        ray.shutdown()
+
+
+def test_make_executor_choices_and_errors():
+    assert isinstance(make_executor(), InProcess)
+    assert isinstance(make_executor(workers=3), ProcessPool)
+    assert isinstance(make_executor("ray", address="auto"), Ray)
+    with pytest.raises(ConfigError, match="--workers must be >= 1"):
+        make_executor(workers=0)
+    with pytest.raises(ConfigError, match="--address is for --backend ray"):
+        make_executor(address="10.0.0.1:6379")
+
+
+STUDY = """\
+[study]
+name = "killme"
+seeds = 4
+[settings]
+tasks = 2
+epochs = 2
+hidden = [32]
+[benchmarks.synthetic]
+[benchmarks.synthetic.options]
+per_class = 128
+[strategies.naive]
+[strategies.joint]
+"""
+
+
+def _finished(db: Path) -> list[tuple[int, str, float]]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as c:
+            return c.execute("SELECT id, run_key, finished_at FROM runs WHERE status = 'finished'").fetchall()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return []
+
+
+@pytest.mark.slow
+def test_sigkill_halfway_then_resume_loses_and_repeats_nothing(tmp_path):
+    (tmp_path / "s.toml").write_text(STUDY)
+    db = tmp_path / "out" / "retain.db"
+    cmd = [sys.executable, "-m", "retain", "run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"),
+           "--quiet", "--no-report"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(_finished(db)) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _finished(db)
+    assert proc.returncode == -signal.SIGKILL
+    assert 2 <= len(before) < 8, "the kill must land halfway through the study"
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode == 0
+    after = _finished(db)
+    assert len(after) == 8 and len({k for _, k, _ in after}) == 8  # all there, none twice
+    assert set(before) <= set(after)  # the runs finished before the kill kept their rows
+    keys = {c.key() for c in load_study(tmp_path / "s.toml").configs}
+    assert {k for _, k, _ in after} == keys
+
+
+@pytest.mark.slow
+def test_cli_study_file_with_workers_writes_report(tmp_path):
+    (tmp_path / "s.toml").write_text('[study]\nseeds = 2\n[settings]\nepochs = 1\nhidden = [16]\n'
+                                     '[benchmarks.synthetic]\n[strategies.naive]\n')
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    runs = Store(out / "retain.db").runs()
+    assert len(runs) == 2 and {r["study"] for r in runs} == {"s"}
+    assert all(r["extra"]["command"] == f"retain run {tmp_path / 's.toml'}" for r in runs)
+    assert "## Reproduce" in (out / "report.md").read_text() and (out / "report.html").is_file()
+
+
+def test_cli_refuses_study_file_mixed_with_study_flags(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text("[benchmarks.synthetic]\n[strategies.naive]\n")
+    assert main(["run", str(tmp_path / "s.toml"), "--seeds", "5", "--out", str(tmp_path)]) == 2
+    assert "do not mix (got --seeds)" in capsys.readouterr().err
+
+
+def test_cli_flags_record_the_command_that_reproduces_them(tmp_path):
+    args = ["run", "--benchmark", "synthetic", "--strategy", "naive", "--seeds", "1", "--epochs", "1",
+            "--hidden", "8,8", "--out", str(tmp_path), "--quiet", "--no-report"]
+    assert main(args) == 0
+    command = Store(tmp_path / "retain.db").runs()[0]["extra"]["command"]
+    assert command.startswith("retain run ") and "--out" not in command and "--quiet" not in command
+    for part in ("--benchmark synthetic", "--strategy naive", "--seeds 1", "--epochs 1", "--hidden 8,8"):
+        assert part in command
