@@ -96,7 +96,8 @@ def test_invalid_toml_and_missing_file(tmp_path):
 def test_bad_benchmark_option_is_refused_before_running(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(BASE.replace("epochs = 1", "epochs = 1\n[benchmarks.synthetic.options]\nbogus = 3"))
-    with pytest.raises(ConfigError, match=r"s.toml:13: benchmarks.synthetic.options: bad option"):
+    with pytest.raises(ConfigError, match=r"s.toml:14: benchmarks.synthetic.options.bogus: unknown option of "
+                                          r"benchmark 'synthetic'; known: .*per_class"):
         load_study(path)
 
 

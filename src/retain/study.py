@@ -203,6 +203,7 @@ def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where) -> l
             raise where.error(bpath, f"unknown benchmark; known: {', '.join(BENCHMARKS.names())}")
         btable = _table(benches, bench, where, ("benchmarks",))
         options = _table(btable, "options", where, bpath)
+        _check_options(bench, options, bpath + ("options",), where)
         bset = {**shared, **_settings(btable, bpath, where, skip=("options",))}
         for strat, stable in strategies.items():
             spath = ("strategies", strat)
@@ -223,6 +224,21 @@ def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where) -> l
                         _validate(cfg, axes, spath, where)
                         configs.setdefault(cfg.key(), cfg)  # a grid may repeat a resolved config
     return list(configs.values())
+
+
+def _check_options(bench: str, options: dict, path: tuple[str, ...], where: _Where) -> None:
+    """Each benchmark option must be a keyword of the benchmark's factory."""
+    import inspect
+
+    from retain.benchmarks import BENCHMARKS
+
+    params = inspect.signature(BENCHMARKS.get(bench)).parameters
+    known = sorted(k for k, p in params.items() if p.kind == p.KEYWORD_ONLY
+                   and k not in ("tasks", "seed", "scenario", "data_dir"))
+    for key in options:
+        if key not in known:
+            raise where.error(path + (key,), f"unknown option of benchmark {bench!r}; "
+                                             f"known: {', '.join(known) or 'none'}")
 
 
 def _validate(cfg: RunConfig, axes: dict[str, Any], fallback: tuple[str, ...], where: _Where) -> None:
