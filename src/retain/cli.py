@@ -10,7 +10,7 @@ import sys
 from retain.errors import RetainError
 
 #: Subcommand modules, in the order `retain --help` lists them.
-COMMANDS = ["run", "study", "list", "data"]
+COMMANDS = ["run", "study", "report", "list", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:
