@@ -151,9 +151,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary and not args.no_report:
         from retain.report import write_report
 
-        paths = write_report(store, out, run_keys=[c.key() for c in study.configs], title=study.name,
-                             tensorboard=args.tensorboard)
-        console.print(f"report: {paths['markdown']}  {paths['html']}")
+        try:
+            paths = write_report(store, out, run_keys=[c.key() for c in study.configs], title=study.name,
+                                 tensorboard=args.tensorboard)
+            console.print(f"report: {paths['markdown']}  {paths['html']}")
+        except ConfigError as exc:  # e.g. no matplotlib: the runs are saved, only the report is missing
+            console.print(f"[yellow]report skipped[/yellow]: {exc}")
     return 1 if failed else 0
 
 

@@ -23,6 +23,10 @@ def write_report(store, out: str | Path, *, run_keys=None, study=None, benchmark
     from retain.report.build import build_report
     from retain.report.data import select_runs
 
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError("reports need matplotlib: pip install 'retain[report]'") from None
     filters = dict(run_keys=run_keys, study=study, benchmark=benchmark, strategy=strategy)
     runs = select_runs(store, **filters)
     if not runs:
