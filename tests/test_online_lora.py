@@ -130,3 +130,19 @@ def test_runs_task_free_and_forgets_less_than_naive():
     r = run_experiment(RunConfig(strategy="online-lora", params={"warm_start": 200}, **common))
     assert r.stats[-1]["consolidations"] >= 1
     assert r.metrics["forgetting"] < 0.7 * naive["forgetting"], (r.metrics, naive)
+
+
+def test_vit_gets_adapters_on_query_and_value_only_and_merges_exactly():
+    from retain.models import BACKBONES
+
+    torch.manual_seed(0)
+    vit = BACKBONES.get("vit-tiny")((3, 32, 32), 10, depth=2, dim=48, heads=3)
+    attach_lora(vit, OnlineLoRAConfig())
+    adapted = {n.split(".lora_")[0] for n in lora_parameters(vit)}
+    assert adapted == {f"blocks.{b}.attn.{m}" for b in (0, 1) for m in ("query", "value")}
+    assert all("lora_" in n or n.startswith("head.") for n, p in vit.named_parameters() if p.requires_grad)
+    randomise_adapters(vit)
+    x = torch.rand(2, 3, 32, 32)
+    out = vit(x)
+    merge_lora(vit)
+    torch.testing.assert_close(vit(x), out, atol=1e-5, rtol=0)
