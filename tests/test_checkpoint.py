@@ -158,3 +158,16 @@ def test_state_that_could_not_be_loaded_safely_is_refused_when_saving(tmp_path):
     with pytest.raises(TypeError, match=r"strategy\['buffer'\] is a ndarray"):
         save(tmp_path / "x.pt", run_key="k", task=0, strategy_state={"buffer": np.zeros(3)}, rng={}, progress={})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fixes", [{"redo": True, "redo_every": 3}, {"shrink_perturb": True, "sp_when": "step"},
+                                   {"wsc": True}])
+def test_resume_with_plasticity_fixes_is_identical(tmp_path, fixes):
+    """The plasticity driver keeps state across tasks (step count, its generator, WSC's previous
+    weights); a resumed run must restore it too."""
+    cfg = lambda: RunConfig(benchmark="synthetic", tasks=3, seed=0, plasticity=dict(fixes))  # noqa: E731
+    reference = run_experiment(cfg())
+    with pytest.raises(Stop):
+        run_experiment(cfg(), checkpoint_dir=tmp_path, after_task=[_stop_at(2)])
+    resumed = run_experiment(cfg(), checkpoint_dir=tmp_path)
+    assert (resumed.acc_matrix, resumed.losses) == (reference.acc_matrix, reference.losses)

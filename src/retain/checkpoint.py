@@ -75,12 +75,12 @@ def set_rng_state(state: dict[str, Any], loop_generator: torch.Generator) -> Non
 
 
 def save(path: Path, *, run_key: str, task: int, strategy_state: dict[str, Any], rng: dict[str, Any],
-         progress: dict[str, Any], hooks: list | None = None) -> None:
+         progress: dict[str, Any], hooks: dict[str, Any] | None = None) -> None:
     """Write the checkpoint after ``task`` atomically (temporary file, fsync, ``os.replace``)."""
     _check_plain(strategy_state, "strategy")
-    _check_plain(hooks or [], "hooks")
+    _check_plain(hooks or {}, "hooks")
     blob = {"format": FORMAT, "run_key": run_key, "task": task, "strategy": strategy_state, "rng": rng,
-            "progress": json.dumps(progress), "hooks": hooks or []}
+            "progress": json.dumps(progress), "hooks": hooks or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
@@ -123,6 +123,17 @@ def load(path: Path, *, run_key: str) -> dict[str, Any] | None:
     return blob
 
 
+def _stateful(hooks) -> dict[str, Any]:
+    """Hooks with state to save, keyed by class name and rank among hooks of that class (so a
+    checkpoint matches them even when stateless hooks are added or removed)."""
+    out: dict[str, Any] = {}
+    for h in hooks or ():
+        if hasattr(h, "state_dict") and hasattr(h, "load_state_dict"):
+            base = type(h).__name__
+            out[f"{base}#{sum(k.startswith(base + '#') for k in out)}"] = h
+    return out
+
+
 #: RunResult fields that grow task by task and so must survive a restart.
 _PROGRESS_FIELDS = ("acc_matrix", "baseline", "task_seconds", "eval_seconds", "losses", "stats", "probes",
                     "events", "wall_seconds")
@@ -150,13 +161,11 @@ class Checkpointer:
             return 0
         strategy.load_state_dict(blob["strategy"])
         states = blob["hooks"]
-        for i, hook in enumerate(hooks or ()):
-            if hasattr(hook, "load_state_dict"):
-                if i >= len(states) or states[i] is None:
-                    raise DataError(f"{self.path}: checkpoint holds no state for after-task hook {i} "
-                                    f"({type(hook).__name__}); it was written by a run with other hooks. "
-                                    "Delete it to start the run afresh")
-                hook.load_state_dict(states[i])
+        for name, hook in _stateful(hooks).items():
+            if name not in states:
+                raise DataError(f"{self.path}: checkpoint holds no state for {name}; it was written by a run "
+                                "with other hooks or fixes. Delete it to start the run afresh")
+            hook.load_state_dict(states[name])
         set_rng_state(blob["rng"], loop_generator)
         for name, value in blob["progress"].items():
             setattr(result, name, value)
@@ -171,7 +180,7 @@ class Checkpointer:
         progress["wall_seconds"] = result.wall_seconds + elapsed
         progress = json.loads(json.dumps(progress, default=_jsonable))
         # A hook that keeps state across tasks without exposing it could not be resumed exactly.
-        hook_states = [h.state_dict() if hasattr(h, "state_dict") else None for h in hooks or ()]
+        hook_states = {name: h.state_dict() for name, h in _stateful(hooks).items()}
         save(self.path, run_key=self.run_key, task=task, strategy_state=strategy.state_dict(),
              rng=rng_state(loop_generator), progress=progress, hooks=hook_states)
 

@@ -131,7 +131,8 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
                        sum(p.numel() for p in strategy.model.parameters() if p.requires_grad),
                        bench.info.get("task_order", list(range(len(exps)))))
     ckpt = Checkpointer(checkpoint_dir, result.key) if checkpoint_dir is not None else None
-    start = ckpt.resume(strategy, gen, result, after_task) if ckpt else 0
+    stateful = [*(after_task or ()), *([plastic] if plastic else [])]  # hooks and fixes with state to resume
+    start = ckpt.resume(strategy, gen, result, stateful) if ckpt else 0
     done = sum(steps_per_task[:start])
     for t, exp in enumerate(exps):
         if t < start:  # already trained before the restart
@@ -170,7 +171,7 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
         for hook in after_task or ():
             hook(RunContext(cfg, bench, strategy, t, result.acc_matrix, result))
         if ckpt:
-            ckpt.save(t, strategy, gen, result, time.perf_counter() - t_start, after_task)
+            ckpt.save(t, strategy, gen, result, time.perf_counter() - t_start, stateful)
     if ckpt:
         ckpt.finish()
     result.metrics = summarize(result.acc_matrix, baseline)

@@ -107,6 +107,18 @@ class Plasticity:
         if self.wsc is not None:
             self.wsc.end_task()
 
+    def state_dict(self) -> dict[str, Any]:
+        """What carries over from one task to the next, for checkpoints (retain.checkpoint); the
+        per-task state (WSC's moments and average) is rebuilt by ``begin_task``."""
+        wsc = {"prev": self.wsc.prev, "resets": self.wsc.resets} if self.wsc is not None else None
+        return {"steps": self.steps, "reset_units": self.reset_units, "gen": self.gen.get_state(), "wsc": wsc}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.reset_units = state["steps"], state["reset_units"]
+        self.gen.set_state(state["gen"])
+        if self.wsc is not None:
+            self.wsc.prev, self.wsc.resets = state["wsc"]["prev"], state["wsc"]["resets"]
+
 
 def make_plasticity(options: dict[str, Any] | None, strategy: Any, seed: int = 0) -> Plasticity | None:
     """The fixes driver for a run, or None when no fix is enabled (the loop then does nothing)."""
