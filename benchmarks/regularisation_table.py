@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from pathlib import Path
 
 from retain.store import Store
 
@@ -18,10 +19,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(path: str) -> dict:
+def summarise(path: str) -> dict | None:
+    if not Path(path).is_file():
+        return None
     runs = sorted((r for r in Store(path).runs() if r["status"] == "finished"), key=lambda r: r["seed"])
     if not runs:
-        raise SystemExit(f"{path}: no finished runs")
+        return None
     cfg = runs[0]["config"]
     col = {k: [100 * r["metrics"][k] for r in runs] for k in ("avg_acc", "forgetting", "learning_acc")}
     return {"runs": runs, "cfg": cfg, **{k: mean_std(v) for k, v in col.items()},
@@ -34,11 +37,15 @@ def main() -> None:
     ap.add_argument("--baseline", required=True, help="label of the row forgetting is compared with")
     args = ap.parse_args()
     rows = {label: summarise(path) for label, path in (r.split("=", 1) for r in args.rows)}
-    f_base = rows[args.baseline]["forgetting"][0]
+    base = rows.get(args.baseline)
+    f_base = base["forgetting"][0] if base else float("nan")
     print("| row | strategy | seeds | avg acc % | forgetting % | learning acc % | forgetting vs "
           f"{args.baseline} | s/run | settings |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, s in rows.items():
+        if s is None:
+            print(f"| {label} | | 0 | no finished run | | | | | |")
+            continue
         cfg = s["cfg"]
         red = 100 * (f_base - s["forgetting"][0]) / f_base if f_base else float("nan")
         params = ", ".join(f"{k}={v}" for k, v in sorted(cfg["params"].items()))
