@@ -24,16 +24,18 @@ def main() -> None:
     for path in args.stores:
         for run in Store(path).runs():
             cfg = run["config"]
-            groups[(cfg["benchmark"], cfg["scenario"], run["strategy"])].append(run)
-    print("| benchmark | scenario | strategy | seeds | final avg acc % (mean ± std) | per seed | lr | batch | params |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for (bench, scenario, strategy), runs in sorted(groups.items()):
+            size = cfg["params"].get("buffer_size", "-")
+            groups[(cfg["benchmark"], cfg["scenario"], size, run["strategy"])].append(run)
+    print("| benchmark | scenario | buffer | strategy | seeds | final avg acc % (mean ± std) | per seed | lr | batch "
+          "| params |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (bench, scenario, size, strategy), runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         runs.sort(key=lambda r: r["seed"])
         accs = [100 * r["metrics"]["avg_acc"] for r in runs]
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         cfg = runs[0]["config"]
         params = ", ".join(f"{k}={v}" for k, v in sorted(cfg["params"].items()))
-        print(f"| {bench} | {scenario} | {strategy} | {len(runs)} | {statistics.mean(accs):.2f} ± {std:.2f} | "
+        print(f"| {bench} | {scenario} | {size} | {strategy} | {len(runs)} | {statistics.mean(accs):.2f} ± {std:.2f} | "
               f"{' / '.join(f'{a:.2f}' for a in accs)} | {cfg['lr']} | {cfg['batch_size']} | {params} |")
 
 
