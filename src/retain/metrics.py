@@ -32,14 +32,17 @@ def average_accuracy_curve(R: Matrix) -> list[float]:
 
 
 def forgetting_per_task(R: Matrix, *, include_last: bool = False) -> list[float]:
-    """f_j = max_{j<=l<T-1} R[l][j] - R[T-1][j] for each j < T-1 (Chaudhry 2018; may be negative).
+    """f_j = max_{l<T-1} R[l][j] - R[T-1][j] for each j < T-1 (Chaudhry 2018; may be negative).
+
+    The maximum runs over every earlier row, as in Chaudhry et al. (rows before task j was
+    trained included; in class-IL they score 0 on j, so only the rows from j on matter).
 
     ``include_last=True`` takes the maximum over the last row too (l <= T-1), the definition of
     libraries that report forgetting >= 0: an improved task then counts as 0, not as negative."""
     a = _square(R)
     T = a.shape[0]
     stop = T if include_last else T - 1
-    return [float(a[j: stop, j].max() - a[T - 1, j]) for j in range(T - 1)]
+    return [float(a[:stop, j].max() - a[T - 1, j]) for j in range(T - 1)]
 
 
 def forgetting(R: Matrix, *, include_last: bool = False) -> float:
