@@ -94,6 +94,8 @@ def test_buffer_entropy_coverage_and_events():
     kinds = {e["kind"] for e in buffer.buffer_events(p, 1)}
     assert kinds == {"buffer_homogeneous", "buffer_missing_classes"}
     assert buffer.buffer_probes({}, range(4), 2) == {}  # a strategy without a buffer
+    nested = buffer.buffer_probes({"buffer": skewed}, range(4), 2)  # as replay strategies report them
+    assert nested == p
     assert buffer.normalised_entropy({0: 1, 1: 1}, 4) == pytest.approx(math.log(2) / math.log(4))
 
 
@@ -184,3 +186,15 @@ def test_event_warnings_group_by_kind_and_add_the_variance_check():
     print_event_warnings(recs, Console(file=buf, width=300))
     out = buf.getvalue()
     assert "drop at 2" in out and "high variance" in out
+
+
+def test_probe_hook_reads_a_real_replay_buffer():
+    from retain.loop import run_experiment
+    from retain.probes import make_probe_hooks
+    from retain.runconfig import RunConfig
+
+    res = run_experiment(RunConfig(benchmark="synthetic", strategy="er", tasks=2, params={"buffer_size": 20}),
+                         after_task=make_probe_hooks())
+    last = res.probes[-1]
+    assert last["buffer_fill"] == 1.0 and 0.0 < last["buffer_class_entropy"] <= 1.0
+    assert last["buffer_class_coverage"] == 1.0

@@ -1,7 +1,8 @@
 """Buffer saturation: how full a replay buffer is, how evenly it covers the classes (and tasks)
 seen so far, and events when it is homogeneous or misses seen classes.
 
-Reads the statistics a replay strategy returns from ``Strategy.stats()``. Accepted keys (the
+Reads the statistics a replay strategy returns from ``Strategy.stats()``, at the top level or
+under ``"buffer"`` (as ``retain.memory.stats.buffer_stats`` gives them). Accepted keys (the
 first found wins): fill ``fill`` (a fraction) or ``size``/``capacity``; counts
 ``class_counts`` and ``task_counts`` (mappings label -> count, keys may be strings after JSON).
 Entropies are recomputed here from the counts and normalised by log(number of seen classes),
@@ -46,6 +47,8 @@ def normalised_entropy(counts: Mapping[int, int], support: int) -> float:
 
 def buffer_probes(stats: Mapping[str, Any], seen_classes: Iterable[int], seen_tasks: int) -> dict[str, float]:
     """fill, class/task entropy (normalised) and coverage of seen classes; {} without a buffer."""
+    if isinstance(stats.get("buffer"), Mapping):  # replay strategies nest them (retain.memory.stats)
+        stats = stats["buffer"]
     seen = set(seen_classes)
     fill, classes, tasks = fill_fraction(stats), _counts(stats, "class_counts"), _counts(stats, "task_counts")
     out: dict[str, float] = {}
