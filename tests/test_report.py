@@ -73,7 +73,7 @@ def test_filters_no_warnings_and_failed_runs(store, tmp_path):
         "status": "failed", "error": "DivergedError: loss became non-finite"}
     store.save_run(failed)
     md = write_report(store, tmp_path / "o", benchmark="other")["markdown"].read_text()
-    assert "No warnings" in md and "joint seed 7: DivergedError" in md and "synthetic" not in md
+    assert "No warnings" in md and "joint seed 7 order 1: DivergedError" in md and "synthetic" not in md
     with pytest.raises(ConfigError, match="no finished runs match strategy=.*lwf"):
         write_report(store, tmp_path / "o", strategy=["lwf"])
 

@@ -28,7 +28,8 @@ def _diagnostics(store, groups: list[Group], failed: list[dict[str, Any]]) -> li
     blocks.append(table if table else Para("No warnings: the probes recorded no events for these runs."))
     if failed:
         blocks.append(Para(f"{len(failed)} run(s) failed and are not in the tables:"))
-        blocks.append(Bullets([f"{r['strategy']} seed {r['seed']}: {r['error']}" for r in failed]))
+        blocks.append(Bullets([f"{r['strategy']} seed {r['seed']} order {r['config'].get('order', 0)}: "
+                               f"{r['error']}" for r in failed]))
     return blocks
 
 
