@@ -19,10 +19,10 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(path: str) -> dict | None:
-    if not Path(path).is_file():
-        return None
-    runs = sorted((r for r in Store(path).runs() if r["status"] == "finished"), key=lambda r: r["seed"])
+def summarise(paths: str) -> dict | None:
+    """One row from one store, or several comma-separated stores (e.g. one per seed)."""
+    runs = [r for p in paths.split(",") if Path(p).is_file() for r in Store(p).runs() if r["status"] == "finished"]
+    runs.sort(key=lambda r: r["seed"])
     if not runs:
         return None
     cfg = runs[0]["config"]
@@ -33,7 +33,7 @@ def summarise(path: str) -> dict | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("rows", nargs="+", help="LABEL=path/to/retain.db, one store per row")
+    ap.add_argument("rows", nargs="+", help="LABEL=path/to/retain.db[,more.db], one row each")
     ap.add_argument("--baseline", required=True, help="label of the row forgetting is compared with")
     args = ap.parse_args()
     rows = {label: summarise(path) for label, path in (r.split("=", 1) for r in args.rows)}
