@@ -62,6 +62,9 @@ def test_collapse_event_fires_on_falling_learning_acc_with_rising_dormancy_only(
     # Still collapsing one task later: no second event.
     assert plasticity.collapse_events(learn + [0.6], dormant + [0.6], window=5) == []
     assert plasticity.slope([1, 2, 3]) == pytest.approx(1.0)
+    # One badly learnt task is an outlier, not a collapse (medians of the window's halves).
+    assert plasticity.collapse_events([0.9] * 9 + [0.5], [0.1] * 5 + [0.3] * 5, window=10) == []
+    assert plasticity.collapse_events([0.9] * 5 + [0.8, 0.75, 0.7, 0.6, 0.5], [0.1] * 5 + [0.3] * 5, window=10)
 
 
 def test_mean_abs_weight_ignores_biases():

@@ -31,7 +31,7 @@ class ProbeConfig:
     batch: int = field(default=256, metadata={"help": "probe batch: test samples of the current task"})
     tau: float = field(default=0.025, metadata={"help": "ReDo dormant threshold on the normalised score"})
     forgetting_threshold: float = field(default=0.10, metadata={"help": "one-task drop that is an event"})
-    collapse_window: int = field(default=5, metadata={"help": "tasks over which learning acc must fall"})
+    collapse_window: int = field(default=10, metadata={"help": "tasks over which learning acc must fall"})
     collapse_min_drop: float = field(default=0.05, metadata={"help": "fall of learning acc over the window"})
     dissimilarity: bool = field(default=True, metadata={"help": "measure task dissimilarity"})
     otdd: bool = field(default=False, metadata={"help": "also the Gaussian OTDD (~0.1 s a task; off by default)"})
