@@ -33,6 +33,7 @@ def fake_run(strategy: str, seed: int, R: list[list[float]], wall: float, *, stu
                 finished_at=1.0, wall_seconds=wall, peak_mem_mb=100.0, trainable_params=1234,
                 metrics=summarize(R, [0.1] * len(R)), acc_matrix=R,
                 extra={"order": seed % 2, "command": "retain run x.toml"},
+                task_seconds=[wall / len(R)] * len(R), eval_seconds=[0.01] * len(R), losses=[0.5] * len(R),
                 events=list(events))
 
 
@@ -58,7 +59,7 @@ def test_markdown_holds_measured_numbers(store, tmp_path):
     forgetting = [0.4, 0.5, 0.6]
     m, h = confidence_interval([f * 100 for f in forgetting])
     assert "| naive | 3 |" in md and f"{m:.1f} ± {h:.1f}" in md
-    # joint forgets 0.1 everywhere: reduction = (0.5 - 0.1) / 0.5 = 80 %, cost 3x naive's wall time
+    # joint forgets 0.1 everywhere: reduction = (0.5 - 0.1) / 0.5 = 80 %, cost 3x naive's training time
     assert re.search(r"\| joint \| 80\.0 % \| 3\.00x \| retrains on all data", md)
     assert "## Benchmark: synthetic" in md and "other" not in md  # study filter
     assert "| joint | plasticity-loss | 1/3 | 1 | dormant units 40% |" in md

@@ -13,7 +13,9 @@ from retain.report.document import Block, Bullets, Code, Heading, Image, Para
 NOTES = ("Mean ± half-width of the 95% Student-t confidence interval over seeds and task orders. Forgetting "
          "follows Chaudhry et al. (2018) with the maximum over rows before the last, so it can be negative; "
          "BWT and FWT follow Lopez-Paz & Ranzato (2017). Forgetting reduction is measured per run against the "
-         "mean forgetting of naive fine-tuning in the same setup; compute cost is mean wall time over naive's. "
+         "mean forgetting of naive fine-tuning in the same setup; compute cost is mean training time (the "
+         "optimisation steps only) over naive's; wall time adds building the benchmark and model, evaluation and "
+         "the first run's warm-up in each process, and on a shared machine the neighbours' load. "
          "Peak memory is the peak resident set of the process that ran the run (runs in one process share it).")
 
 

@@ -27,8 +27,9 @@ class Group:
     label: str = ""
 
     def values(self, name: str) -> list[float]:
-        """One value per run: a metric name, or wall_seconds / peak_mem_mb / trainable_params."""
-        if name in ("wall_seconds", "peak_mem_mb", "trainable_params"):
+        """One value per run: a metric name, or wall_seconds / train_seconds / peak_mem_mb /
+        trainable_params."""
+        if name in ("wall_seconds", "train_seconds", "peak_mem_mb", "trainable_params"):
             return [float(r[name]) for r in self.runs if r.get(name) is not None]
         return [float(r["metrics"][name]) for r in self.runs if name in (r.get("metrics") or {})]
 
@@ -50,6 +51,11 @@ def select_runs(store, *, run_keys=None, study=None, benchmark=None, strategy=No
     if run_keys is not None:
         keys = set(run_keys)
         runs = [r for r in runs if r["run_key"] in keys]
+    # Training time alone (no data loading, model building or evaluation): the fair compute
+    # cost, since a worker's first run also pays the process's warm-up in its wall time.
+    train = dict(store.conn.execute("SELECT run_id, SUM(train_seconds) FROM task_times GROUP BY run_id"))
+    for r in runs:
+        r["train_seconds"] = train.get(r["id"])
     return runs
 
 

@@ -113,13 +113,13 @@ def forgetting_bars(groups: list[Group], path: Path) -> Path:
 
 
 def forgetting_vs_cost(groups: list[Group], path: Path) -> Path:
-    """Forgetting against wall time per run, with 95% confidence intervals on both."""
+    """Forgetting against training time per run, with 95% confidence intervals on both."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for i, g in enumerate(groups):
-        (fm, fh), (tm, th) = g.ci("forgetting") or (0.0, 0.0), g.ci("wall_seconds") or (0.0, 0.0)
+        (fm, fh), (tm, th) = g.ci("forgetting") or (0.0, 0.0), g.ci("train_seconds") or (0.0, 0.0)
         ax.errorbar(tm, fm * 100, xerr=th, yerr=fh * 100, fmt="o", color=f"C{i}", capsize=3, label=g.label)
-    ax.set_xlabel("wall time per run, s")
+    ax.set_xlabel("training time per run, s")
     ax.set_ylabel("forgetting %")
     ax.legend(fontsize=8)
     return _save(fig, path)
