@@ -34,10 +34,11 @@ def reservoir_slots(seen: int, capacity: int, u: Tensor) -> Tensor:
 
 def last_writer(slots: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
     """(slot, item index) pairs where each slot keeps only the last item of the batch aimed at it."""
-    items = torch.arange(len(slots))
-    keep = slots >= 0
+    items = (slots >= 0).nonzero().squeeze(1)
+    if len(items) <= 1:  # the usual case once the stream is long: no collision possible, no scatter
+        return slots[items], items
     winner = torch.full((capacity,), -1, dtype=torch.int64)
-    winner.scatter_reduce_(0, slots[keep], items[keep], reduce="amax")
+    winner.scatter_reduce_(0, slots[items], items, reduce="amax")
     written = (winner >= 0).nonzero().squeeze(1)
     return written, winner[written]
 
