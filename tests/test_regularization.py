@@ -192,3 +192,12 @@ def test_each_forgets_less_than_naive(strategy, params):
     reg = run_experiment(RunConfig(strategy=strategy, params=params, **common)).metrics
     assert reg["forgetting"] < 0.75 * naive["forgetting"], (reg, naive)
     assert reg["avg_acc"] > naive["avg_acc"]
+
+
+def test_fisher_runs_batchnorm_in_eval_mode_and_restores_train_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).train()
+    stats = model[1].running_mean.clone()
+    fisher = fisher_diagonal(model, torch.randn(16, 5), torch.randint(0, 3, (16,)))
+    assert model.training and torch.equal(model[1].running_mean, stats)  # no running-stat update
+    assert all(torch.isfinite(f).all() for f in fisher.values()) and fisher["3.weight"].sum() > 0

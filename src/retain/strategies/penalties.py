@@ -51,6 +51,19 @@ def fisher_diagonal(model: nn.Module, x: Tensor, y: Tensor, *, kind: str = "exac
     """
     if kind not in FISHER_KINDS:
         raise ValueError(f"fisher kind must be one of {FISHER_KINDS}, got {kind!r}")
+    # Eval mode: the Fisher is taken at the trained model as evaluated (BatchNorm on its running
+    # statistics, no dropout); it is also what vmap needs, since BatchNorm in train mode updates
+    # its running statistics in place, which vmap refuses.
+    was_training = model.training
+    model.eval()
+    try:
+        return _fisher(model, x, y, kind, chunk, generator)
+    finally:
+        model.train(was_training)
+
+
+def _fisher(model: nn.Module, x: Tensor, y: Tensor, kind: str, chunk: int,
+            generator: torch.Generator | None) -> dict[str, Tensor]:
     fisher = {n: torch.zeros_like(p) for n, p in trainable(model).items()}
     with torch.no_grad():
         probs = torch.cat([F.softmax(model(x[i: i + chunk]), 1) for i in range(0, len(x), chunk)])
