@@ -147,13 +147,8 @@ def tiny_cifar100(tmp_path_factory):
 
 
 #: Known incompatibilities, reported to their owners; non-strict so a fix turns them green.
-_KNOWN = {"ewc": "the Fisher's per-sample gradients (torch.func vmap) run BatchNorm in train mode, whose in-place "
-                 "running-stat update vmap refuses; computing the Fisher in eval mode fixes it"}
-
-
 def _strategies():
-    return [pytest.param(s, marks=pytest.mark.xfail(reason=_KNOWN[s], strict=False)) if s in _KNOWN else s
-            for s in STRATEGIES.names()]
+    return STRATEGIES.names()
 
 
 @pytest.mark.slow
