@@ -125,7 +125,7 @@ def test_only_adapter_and_head_train_after_the_warm_start():
 def test_runs_task_free_and_forgets_less_than_naive():
     # Permuted digits, warm start = most of the first task (5 epochs of 43 batches), then adapters only.
     # Adam at 1e-3 as in the paper (with SGD at 0.1 the shared head drifts and LoRA forgets more).
-    common = dict(benchmark="permuted-digits", tasks=4, task_free=True, optimizer="adam", lr=1e-3)
+    common = dict(benchmark="permuted-digits", tasks=4, task_free=True, optimizer="adam", lr=1e-3, epochs=5)
     naive = run_experiment(RunConfig(strategy="naive", **common)).metrics
     r = run_experiment(RunConfig(strategy="online-lora", params={"warm_start": 200}, **common))
     assert r.stats[-1]["consolidations"] >= 1

@@ -29,7 +29,7 @@ def load_digits_split(test_fraction: float = 0.25):
     return as_t(xtr.copy()), as_t(ytr.astype(np.int64)), as_t(xte.copy()), as_t(yte.astype(np.int64))
 
 
-@register_benchmark("permuted-digits", epochs=5, batch_size=32, lr=0.1)
+@register_benchmark("permuted-digits", epochs=10, batch_size=32, lr=0.1)
 def permuted_digits(*, tasks: int | None = None, seed: int = 0, scenario: str | None = None,
                     data_dir=None, permute_fraction: float = 1.0) -> Benchmark:
     """Permuted digits: each task a fixed pixel permutation of sklearn's 8x8 digits (domain-IL)."""
@@ -38,7 +38,7 @@ def permuted_digits(*, tasks: int | None = None, seed: int = 0, scenario: str | 
                              fraction=permute_fraction)
 
 
-@register_benchmark("split-digits", epochs=5, batch_size=32, lr=0.1)
+@register_benchmark("split-digits", epochs=10, batch_size=32, lr=0.1)
 def split_digits(*, tasks: int | None = None, seed: int = 0, scenario: str | None = None,
                  data_dir=None) -> Benchmark:
     """Split digits: 5 tasks of 2 digits from sklearn's 8x8 digits (class-IL or task-IL)."""
