@@ -94,3 +94,15 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, needle):
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_cli_benchmark_and_backbone_options(tmp_path):
+    assert main(["run", "--benchmark", "permuted-digits", "--strategy", "naive", "--seeds", "1", "--tasks", "2",
+                 "--benchmark-option", "permute_fraction=0", "--out", str(tmp_path), "--quiet", "--no-report"]) == 0
+    run = Store(tmp_path / "retain.db").runs()[0]
+    assert run["config"]["benchmark_options"] == {"permute_fraction": 0}
+    R = run["acc_matrix"]
+    assert abs(R[1][0] - R[1][1]) < 1e-9  # fraction 0: both tasks are the same images
+    # an option the backbone does not take is refused (exit 2), not a crash
+    assert main(["run", "--benchmark", "synthetic", "--strategy", "naive", "--seeds", "1", "--backbone-option",
+                 "depth=3", "--out", str(tmp_path / "b"), "--quiet"]) == 2

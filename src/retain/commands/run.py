@@ -22,6 +22,19 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE read as an int, float or true/false where it is one, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for conv in (int, float, _bool):
+        try:
+            return key.replace("-", "_"), conv(raw)
+        except (ValueError, argparse.ArgumentTypeError):
+            pass
+    return key.replace("-", "_"), raw
+
+
 def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
     """One flag per hyperparameter field of every registered strategy (shared names merge)."""
     from retain.strategies import STRATEGIES
@@ -62,7 +75,9 @@ def _configs(args: argparse.Namespace):
             for seed in range(args.seeds):
                 cfg = RunConfig(strategy=strategy, seed=seed, order=order, data_dir=args.data_dir,
                                 task_free=args.task_free, plasticity=args.plasticity_of(args),
-                                blur=args.blur, params=strategy_params, **run_kwargs)
+                                blur=args.blur, params=strategy_params,
+                                benchmark_options=dict(args.benchmark_option or ()),
+                                backbone_options=dict(args.backbone_option or ()), **run_kwargs)
                 out.append(cfg.validate())
     return out
 
@@ -112,8 +127,9 @@ def _study(args: argparse.Namespace):
         study.name = args.study or study.name
         return study
     configs = _configs(args)
-    bench = make_benchmark(configs[0].benchmark, tasks=configs[0].tasks, seed=0, scenario=configs[0].scenario,
-                           data_dir=configs[0].data_dir)  # bad data fails here, before anything is written
+    first = configs[0]
+    bench = make_benchmark(first.benchmark, tasks=first.tasks, seed=0, scenario=first.scenario,
+                           data_dir=first.data_dir, **first.benchmark_options)  # bad data fails here, early
     for c in configs:
         c.check_fits(bench)  # e.g. a replay buffer larger than all the training data
     return Study(name=args.study, configs=configs, command=_command(args))
@@ -181,12 +197,16 @@ def add_parser(sub) -> None:
     run.add_argument("--backbone", help="backbone name (see `retain list`; default mlp)")
     run.add_argument("--hidden", type=lambda s: tuple(int(v) for v in s.split(",")),
                      help="MLP hidden widths, comma separated (default 100,100)")
+    run.add_argument("--benchmark-option", action="append", type=_option, metavar="KEY=VALUE",
+                     help="a benchmark option, repeatable (e.g. permute_fraction=0.5; verify=false)")
+    run.add_argument("--backbone-option", action="append", type=_option, metavar="KEY=VALUE",
+                     help="a backbone option, repeatable (e.g. nf=20 for resnet18-reduced)")
     run.add_argument("--task-free", action="store_true", help="no task boundaries reach the strategy")
-    run.add_argument("--blur", type=float, default=0.0, help="blurred boundaries: fraction of each task's "
-                     "samples moved into the previous task's stream (default 0)")
     from retain.plasticity.flags import add_plasticity_flags
 
     add_plasticity_flags(run)
+    run.add_argument("--blur", type=float, default=0.0, help="blurred boundaries: fraction of each task's "
+                     "samples moved into the previous task's stream (default 0)")
     run.add_argument("--data-dir", default=os.environ.get("RETAIN_DATA"),
                      help="folder with the data files (default: $RETAIN_DATA)")
     run.add_argument("--out", help="output folder: store, summary.json, report.md/.html, plots/ "
