@@ -99,7 +99,7 @@ def main() -> None:
     p.add_argument("--benchmark", default="permuted-digits")
     p.add_argument("--tasks", type=int, default=100)
     p.add_argument("--strategy", action="append", help="repeatable (default: naive, ewc (online), er)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, default=5, help="epochs a task (default 5, as measured)")
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--seed", type=int, default=0)
