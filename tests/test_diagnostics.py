@@ -184,7 +184,7 @@ def test_event_warnings_group_by_kind_and_add_the_variance_check():
     recs = [{"strategy": "naive", "seed": s, "benchmark": "b", "status": "finished", "events": ev if s == 0 else [],
              "metrics": {"avg_acc": v, "forgetting": 0.1}} for s, v in ((0, 0.2), (1, 0.9))]
     lines = format_events(recs)
-    assert lines == ["naive seed 0 after task 2: drop at 2 [3 events of this kind in this run]"]
+    assert lines == ["naive (seed 0 after task 2): drop at 2 [3 events in 1 of 2 runs]"]
     buf = io.StringIO()
     print_event_warnings(recs, Console(file=buf, width=300))
     out = buf.getvalue()

@@ -34,7 +34,11 @@ def _execute(cfg: RunConfig, study: str, checkpoint_dir: str | None = None) -> R
 
 
 class InProcess:
-    """Runs one config after another in this process (the default), with per-run progress."""
+    """Runs one config after another in this process (the default), with per-run progress.
+
+    Runs use one torch thread, as pool and Ray workers do, so a run gives bit-identical numbers
+    wherever it executes (a different thread count changes float summation order); parallelism
+    comes from running several runs at once (``--workers``)."""
 
     name = "in-process"
 
@@ -45,9 +49,16 @@ class InProcess:
         from retain.record import execute
 
         kwargs = {"checkpoint_dir": self.checkpoint_dir} if self.checkpoint_dir else {}
-        for cfg in configs:
-            report = (lambda d, t, s, _c=cfg: self.progress(_c, d, t, s)) if self.progress else None
-            yield execute(cfg, study=study, progress=report, **kwargs)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for cfg in configs:
+                report = (lambda d, t, s, _c=cfg: self.progress(_c, d, t, s)) if self.progress else None
+                yield execute(cfg, study=study, progress=report, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
 
 
 class ProcessPool:

@@ -143,18 +143,21 @@ def make_probe_hooks(config: ProbeConfig | None = None) -> list[Probes]:
 
 
 def format_events(records: list[dict[str, Any]], limit: int = 20) -> list[str]:
-    """Warning lines for the events of the given run records: one line per (run, kind), with the
-    first occurrence's message and how many times the kind fired; at most ``limit`` lines."""
-    lines = []
+    """Warning lines for the events of the given run records: one line per (strategy, kind), with
+    the first occurrence's message and in how many runs the kind fired; at most ``limit`` lines."""
+    groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    runs: dict[str, int] = {}
     for r in records:
-        by_kind: dict[str, list[dict[str, Any]]] = {}
+        runs[r["strategy"]] = runs.get(r["strategy"], 0) + 1
         for e in r.get("events") or []:
-            by_kind.setdefault(e["kind"], []).append(e)
-        for es in by_kind.values():
-            first = es[0]
-            where = "" if first.get("task") is None else f" after task {first['task']}"
-            more = f" [{len(es)} events of this kind in this run]" if len(es) > 1 else ""
-            lines.append(f"{r['strategy']} seed {r['seed']}{where}: {first['message']}{more}")
+            groups.setdefault((r["strategy"], e["kind"]), []).append((r, e))
+    lines = []
+    for (strategy, _), hits in groups.items():
+        r, first = hits[0]
+        where = "" if first.get("task") is None else f" after task {first['task']}"
+        fired_in = len({id(run) for run, _ in hits})
+        count = f" [{len(hits)} events in {fired_in} of {runs[strategy]} runs]" if len(hits) > 1 else ""
+        lines.append(f"{strategy} (seed {r['seed']}{where}): {first['message']}{count}")
     if len(lines) > limit:
         lines = lines[:limit] + [f"... and {len(lines) - limit} more (see the store's events table)"]
     return lines

@@ -30,9 +30,9 @@ from retain.strategies.penalties import (
 
 @dataclass
 class EWCConfig(StrategyConfig):
-    # 10: with plain SGD at lr ~0.1, lambda >= 100 diverged on P-MNIST and permuted digits (measured; see
+    # 1: with plain SGD at lr ~0.1, lambda >= 100 diverged on P-MNIST and permuted digits (measured; see
     # docs/results-regularisation.md), since the step on the penalty grows with lr * lambda * max F.
-    ewc_lambda: float = hp(10.0, "EWC: penalty strength lambda in (lambda/2) sum F (theta - theta*)^2", low=0.0)
+    ewc_lambda: float = hp(1.0, "EWC: penalty strength lambda in (lambda/2) sum F (theta - theta*)^2", low=0.0)
     online: bool = hp(False, "EWC: online EWC (Schwarz 2018): one running Fisher and one anchor")
     gamma: float = hp(1.0, "EWC: decay of the running Fisher in online EWC (F <- gamma F + F_new)",
                       low=0.0, high=1.0)

@@ -26,7 +26,7 @@ from retain.strategies.penalties import detached_copy, quadratic_penalty, traina
 
 @dataclass
 class SIConfig(StrategyConfig):
-    si_c: float = hp(0.5, "SI: penalty strength c in c sum Omega (theta - theta*)^2", low=0.0)
+    si_c: float = hp(0.1, "SI: penalty strength c in c sum Omega (theta - theta*)^2", low=0.0)
     si_xi: float = hp(0.1, "SI: damping xi in omega / (delta^2 + xi) (0.1 P-MNIST, 1e-3 split)", low=0.0,
                       low_open=True)
 
