@@ -16,13 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from retain.models.ode_memory import ODEMemoryNet
 from retain.strategies.base import register_strategy
 from retain.strategies.config import hp
-from retain.strategies.er import ReplayConfig, ReplayStrategy
+from retain.strategies.er import ER, ReplayConfig
 
 
 @dataclass
@@ -36,8 +35,10 @@ class ODEMemoryConfig(ReplayConfig):
 
 
 @register_strategy("ode-memory")
-class ODEMemory(ReplayStrategy):
-    """EXPERIMENTAL Neural-ODE block + memory cross-attention, trained with replay like ER."""
+class ODEMemory(ER):
+    """EXPERIMENTAL Neural-ODE block + memory cross-attention, trained with replay like ER.
+
+    Only the network differs from ER: ``observe`` is ER's, on the wrapped model."""
 
     Config = ODEMemoryConfig
 
@@ -55,13 +56,3 @@ class ODEMemory(ReplayStrategy):
             return None
         idx = self.buffer.sample(k).index if training else torch.arange(k)
         return self.buffer.x[idx], self.buffer.y[idx]
-
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
-        inputs, labels = x, y
-        if len(self.buffer):
-            replay = self.buffer.sample(self.config.replay_batch_size)
-            inputs, labels = torch.cat([x, replay.x]), torch.cat([y, replay.y])
-        loss = F.cross_entropy(self.model(inputs), labels)
-        self.step(loss)
-        self.buffer.add(x, y, task)
-        return {"loss": loss.detach()}
