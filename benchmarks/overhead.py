@@ -17,7 +17,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from minimal import accuracy_row, permuted_setup
 
 from retain.benchmarks import make_benchmark
 from retain.loop import run_experiment
@@ -26,17 +26,8 @@ from retain.runconfig import RunConfig
 
 def minimal_loop(train_x, train_y, test_x, test_y, *, tasks, epochs, batch_size, lr, hidden, scale, seed):
     """The plainest loop that computes the same accuracy matrix as retain's naive strategy."""
-    torch.manual_seed(seed)
-    d = train_x[0].numel()
-    train_x, test_x = train_x.reshape(len(train_x), -1), test_x.reshape(len(test_x), -1)
-    g = torch.Generator().manual_seed(seed)
-    perms = [torch.arange(d)] + [torch.randperm(d, generator=g) for _ in range(tasks - 1)]
-    layers, width = [], d
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    model = nn.Sequential(*layers, nn.Linear(width, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    train_x, test_x, perms, model, opt, g = permuted_setup(train_x, test_x, tasks=tasks, hidden=hidden, lr=lr,
+                                                           seed=seed)
     matrix = []
     for t in range(tasks):
         for _ in range(epochs):
@@ -48,15 +39,7 @@ def minimal_loop(train_x, train_y, test_x, test_y, *, tasks, epochs, batch_size,
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-        row = []
-        with torch.inference_mode():
-            for p in perms:
-                correct = 0
-                for i in range(0, len(test_y), 2048):
-                    x = test_x[i:i + 2048][:, p].float().mul_(scale)
-                    correct += int((model(x).argmax(1) == test_y[i:i + 2048]).sum())
-                row.append(correct / len(test_y))
-        matrix.append(row)
+        matrix.append(accuracy_row(model, test_x, test_y, perms, scale))
     return matrix
 
 

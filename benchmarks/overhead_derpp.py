@@ -19,7 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from minimal import accuracy_row, permuted_setup
 
 from retain.benchmarks import make_benchmark
 from retain.loop import run_experiment
@@ -49,18 +49,9 @@ class InlineReservoir:
 
 def minimal_derpp(train_x, train_y, test_x, test_y, *, tasks, batch_size, lr, hidden, buffer_size,
                   replay_batch_size, alpha, beta, seed):
-    torch.manual_seed(seed)
-    d = train_x[0].numel()
-    train_x, test_x = train_x.reshape(len(train_x), -1), test_x.reshape(len(test_x), -1)
-    g = torch.Generator().manual_seed(seed)
-    perms = [torch.arange(d)] + [torch.randperm(d, generator=g) for _ in range(tasks - 1)]
-    layers, width = [], d
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    model = nn.Sequential(*layers, nn.Linear(width, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    buf = InlineReservoir(buffer_size, d, 10, seed)
+    train_x, test_x, perms, model, opt, g = permuted_setup(train_x, test_x, tasks=tasks, hidden=hidden, lr=lr,
+                                                           seed=seed)
+    buf = InlineReservoir(buffer_size, train_x.shape[1], 10, seed)
     matrix = []
     for t in range(tasks):
         order = torch.randperm(len(train_y), generator=g)
@@ -78,15 +69,7 @@ def minimal_derpp(train_x, train_y, test_x, test_y, *, tasks, batch_size, lr, hi
             loss.backward()
             opt.step()
             buf.add(x, y, out.detach())
-        row = []
-        with torch.inference_mode():
-            for p in perms:
-                correct = 0
-                for i in range(0, len(test_y), 2048):
-                    xb = test_x[i:i + 2048][:, p].float().mul_(1 / 255)
-                    correct += int((model(xb).argmax(1) == test_y[i:i + 2048]).sum())
-                row.append(correct / len(test_y))
-        matrix.append(row)
+        matrix.append(accuracy_row(model, test_x, test_y, perms, 1 / 255))
     return matrix
 
 
