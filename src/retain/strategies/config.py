@@ -57,16 +57,20 @@ class StrategyConfig:
         return dataclasses.asdict(self)
 
 
+def parse_bool(text: str) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case); anything else raises ValueError."""
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
 def _coerce(strategy: str, name: str, typ: Any, value: Any) -> Any:
     try:
         if typ is bool:
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
+            return parse_bool(value) if isinstance(value, str) else bool(value)
         if typ is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)

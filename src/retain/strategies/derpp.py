@@ -16,7 +16,6 @@ from retain.strategies.der import DER, DERConfig
 
 @dataclass
 class DERppConfig(DERConfig):
-    alpha: float = hp(1.0, "weight of the logit-matching (MSE) term on replayed samples", low=0.0)
     beta: float = hp(0.5, "weight of the replayed-label CE term (0 is DER, > 0 is DER++)", low=0.0)
 
 
