@@ -106,3 +106,19 @@ def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[f
     if n < 2:
         return mean, 0.0
     return mean, float(stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n))
+
+
+#: Fewer runs than this give no interval: with n = 2 the Student-t half-width is 12.7 SDs wide.
+MIN_RUNS_FOR_INTERVAL = 3
+
+
+def format_mean_ci(values: Sequence[float], *, scale: float = 100.0, digits: int = 1) -> str:
+    """``mean ± h`` with h the 95% Student-t half-width: the one meaning of ± everywhere retain
+    prints one (terminal, report, plots, warnings). Below :data:`MIN_RUNS_FOR_INTERVAL` runs: the
+    mean and ``(n=N)``, no interval."""
+    if len(values) == 0:
+        return "—"
+    mean, half = confidence_interval(values)
+    if len(values) < MIN_RUNS_FOR_INTERVAL:
+        return f"{mean * scale:.{digits}f} (n={len(values)})"
+    return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
