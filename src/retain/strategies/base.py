@@ -28,6 +28,15 @@ class Strategy:
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: True when the method cannot work without task boundaries (it is refused task-free).
     needs_boundaries: ClassVar[bool] = False
+    #: What kind of method this is, for advice and grouping: "bound" (naive, joint: reference
+    #: points, never told to fix themselves), "replay" (keeps past samples), "regularisation",
+    #: "adapter", or "other".
+    family: ClassVar[str] = "other"
+    #: Experimental methods are left out of the default study (opt-in with --strategy).
+    experimental: ClassVar[bool] = False
+    #: Run settings (optimizer, lr, ...) this method uses unless the user or a preset sets them,
+    #: e.g. the optimizer its paper uses.
+    run_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, model: nn.Module, config: StrategyConfig, *, make_optimizer: OptimizerFactory,
                  num_classes: int, device: torch.device | str = "cpu"):

@@ -34,6 +34,8 @@ class ReplayConfig(StrategyConfig):
 class ReplayStrategy(Strategy):
     """A strategy that owns a reservoir buffer, reports its statistics and checkpoints it."""
 
+    family = "replay"
+
     Config = ReplayConfig
 
     def __init__(self, model, config: ReplayConfig, **kwargs):

@@ -47,6 +47,8 @@ class EWC(Strategy):
     The diagonal Fisher information is computed at the end of each task (``online``: one running
     Fisher and one anchor)."""
 
+    family = "regularisation"
+
     Config = EWCConfig
     needs_boundaries = True  # the Fisher and the anchor are taken at task end
 

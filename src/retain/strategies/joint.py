@@ -8,6 +8,8 @@ from retain.strategies.base import Strategy, register_strategy
 class Joint(Strategy):
     """Train on all data seen so far, shuffled together (the upper bound; needs task boundaries)."""
 
+    family = "bound"
+
     needs_boundaries = True
 
     def training_experiences(self, seen: list[Experience]) -> list[Experience]:

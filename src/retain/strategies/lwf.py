@@ -41,6 +41,8 @@ def distillation(logits: Tensor, old_logits: Tensor, temperature: float) -> Tens
 class LwF(Strategy):
     """Cross-entropy on the new task plus distillation towards the previous model's outputs."""
 
+    family = "regularisation"
+
     Config = LwFConfig
     needs_boundaries = True  # the teacher is the model as it was at the last task end
 

@@ -6,3 +6,5 @@ from retain.strategies.base import Strategy, register_strategy
 @register_strategy("naive")
 class Naive(Strategy):
     """Fine-tune on each task in turn with no protection against forgetting (the lower bound)."""
+
+    family = "bound"

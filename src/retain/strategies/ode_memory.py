@@ -40,6 +40,8 @@ class ODEMemory(ER):
 
     Only the network differs from ER: ``observe`` is ER's, on the wrapped model."""
 
+    experimental = True
+
     Config = ODEMemoryConfig
 
     def __init__(self, model, config: ODEMemoryConfig, **kwargs):

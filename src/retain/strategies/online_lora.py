@@ -99,6 +99,10 @@ def lora_parameters(model: nn.Module) -> dict[str, Tensor]:
 class OnlineLoRA(Strategy):
     """Frozen base + LoRA adapters + trained head; consolidates adapters at loss plateaus."""
 
+    family = "adapter"
+    # The paper trains with Adam; with plain SGD at lr 0.1 the shared head drifts and runs diverge.
+    run_defaults = {"optimizer": "adam", "lr": 1e-3}
+
     Config = OnlineLoRAConfig
     needs_boundaries = False  # task-free by design: never uses begin_task / end_task
 

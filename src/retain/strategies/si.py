@@ -35,6 +35,8 @@ class SIConfig(StrategyConfig):
 class SI(Strategy):
     """Cross-entropy plus a quadratic penalty weighted by each parameter's path-integral importance."""
 
+    family = "regularisation"
+
     Config = SIConfig
     needs_boundaries = True  # importance is consolidated and the anchor moves at task end
 
