@@ -177,6 +177,16 @@ CASES = [
     Case("study-wrong-type", "study file with lr = \"fast\"",
          _study(_STUDY_OK.replace("[strategies.naive]\n", "[strategies.naive]\nsettings = { lr = \"fast\" }\n")),
          r"study\.toml:7: strategies\.naive\.settings\.lr: must be float, got 'fast'"),
+    Case("flag-for-no-selected-strategy", "--beta with naive and er (only DER++ has beta)",
+         _flags(*SYNTH, "--strategy", "naive", "--strategy", "er", "--beta", "0.5"),
+         r"--beta applies to none of the selected strategies \(naive, er\); it is a hyperparameter of .*derpp"),
+    Case("hp-unknown-field", "--hp er.beta=0.5 (ER has no beta)",
+         _flags(*SYNTH, "--strategy", "er", "--hp", "er.beta=0.5"), r"--hp er\.beta: er has no hyperparameter 'beta'"),
+    Case("hp-strategy-not-selected", "--hp derpp.beta=0.5 without --strategy derpp",
+         _flags(*SYNTH, "--strategy", "er", "--hp", "derpp.beta=0.5"), r"'derpp' is not among the selected"),
+    Case("prefix-of-a-flag", "--seed 1 (a prefix of --seeds: no prefix matching)",
+         _flags(*SYNTH, "--seed", "1"), r"unrecognized arguments: --seed"),
+    Case("workers-zero", "--workers 0", _flags(*SYNTH, "--workers", "0"), r"--workers: expected 'auto' or an integer"),
     Case("store-not-sqlite", "--store pointing at a CSV file", _store_not_sqlite,
          r"results\.db: not a SQLite database"),
     Case("store-newer-schema", "a store written by a newer retain (schema 99)", _store_newer,
@@ -188,7 +198,10 @@ def run_case(case: Case, tmp: Path, capsys) -> tuple[int, str]:
     argv = case.setup(tmp)
     if not any(a == "--out" for a in argv):
         argv = [*argv, "--out", str(tmp / "out")]
-    rc = main(["run", *argv, "--quiet"])
+    try:
+        rc = main(["run", *argv, "--quiet"])
+    except SystemExit as exc:  # argparse's own refusals (an unknown flag, a bad type)
+        rc = exc.code
     return rc, capsys.readouterr().err
 
 

@@ -13,8 +13,25 @@ from retain.errors import RetainError
 COMMANDS = ["run", "study", "report", "list", "data"]
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser without prefix matching: `--seed 1` must not silently mean `--seeds 1`.
+    Subcommands (and theirs) inherit the class, so the rule holds everywhere."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        """One line, exit 2, like every other refusal of bad input (the usage is one --help away)."""
+        where = self.prog.removeprefix("retain").strip()
+        self.exit(2, f"retain: error: {where + ': ' if where else ''}{message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retain", description="Continual-learning workbench for PyTorch.")
+    from retain import __version__
+
+    parser = Parser(prog="retain", description="Continual-learning workbench for PyTorch.")
+    parser.add_argument("--version", action="version", version=f"retain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"retain.commands.{name}").add_parser(sub)

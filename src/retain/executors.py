@@ -6,6 +6,7 @@ processes ever write it at once. A run whose key is finished in the store is not
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -19,11 +20,25 @@ Record = dict[str, Any]
 RunProgress = Callable[[RunConfig, int, int, str], None]
 
 
-def _worker_init() -> None:
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_run(runs_at_once: int, cores: int | None = None) -> int:
+    """Torch threads for each of ``runs_at_once`` concurrent runs: the cores they leave free,
+    shared evenly (more threads than cores per run would only fight over them)."""
+    return max(1, (cores or available_cores()) // max(1, runs_at_once))
+
+
+def _worker_init(threads: int = 1) -> None:
     import torch
 
-    # Each worker is one run; several BLAS threads per worker would fight over the cores.
-    torch.set_num_threads(1)
+    # Workers split the cores between them: see threads_per_run.
+    torch.set_num_threads(threads)
 
 
 def _execute(cfg: RunConfig, study: str, checkpoint_dir: str | None = None) -> Record:
@@ -36,14 +51,15 @@ def _execute(cfg: RunConfig, study: str, checkpoint_dir: str | None = None) -> R
 class InProcess:
     """Runs one config after another in this process (the default), with per-run progress.
 
-    Runs use one torch thread, as pool and Ray workers do, so a run gives bit-identical numbers
-    wherever it executes (a different thread count changes float summation order); parallelism
-    comes from running several runs at once (``--workers``)."""
+    Runs use ``threads`` torch threads (one run at a time: by default every core). A run gives
+    bit-identical numbers wherever it executes with the same thread count; a different count
+    changes the float summation order, so each record keeps its thread count."""
 
     name = "in-process"
 
-    def __init__(self, progress: RunProgress | None = None, checkpoint_dir: str | None = None):
-        self.progress, self.checkpoint_dir = progress, checkpoint_dir
+    def __init__(self, progress: RunProgress | None = None, checkpoint_dir: str | None = None,
+                 threads: int = 1):
+        self.progress, self.checkpoint_dir, self.threads = progress, checkpoint_dir, threads
 
     def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
         from retain.record import execute
@@ -52,7 +68,7 @@ class InProcess:
         import torch
 
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(self.threads)
         try:
             for cfg in configs:
                 report = (lambda d, t, s, _c=cfg: self.progress(_c, d, t, s)) if self.progress else None
@@ -66,17 +82,18 @@ class ProcessPool:
 
     name = "process pool"
 
-    def __init__(self, workers: int, checkpoint_dir: str | None = None):
+    def __init__(self, workers: int, checkpoint_dir: str | None = None, threads: int = 1):
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
-        self.workers, self.checkpoint_dir = workers, checkpoint_dir
+        self.workers, self.checkpoint_dir, self.threads = workers, checkpoint_dir, threads
 
     def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
         ctx = multiprocessing.get_context("forkserver")
         # The fork server imports torch and retain once; each worker forks from it instead of
         # paying that import again (seconds per worker on a busy machine).
         ctx.set_forkserver_preload(["retain.record", "retain.strategies", "retain.benchmarks"])
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(self.threads,)) as pool:
             pending = {pool.submit(_execute, c, study, self.checkpoint_dir) for c in configs}
             try:
                 while pending:
@@ -124,9 +141,13 @@ def _ray_task(cfg: RunConfig, study: str, checkpoint_dir: str | None) -> Record:
 
 
 def make_executor(backend: str = "local", workers: int = 1, address: str | None = None,
-                  progress: RunProgress | None = None, checkpoint_dir: str | None = None):
+                  progress: RunProgress | None = None, checkpoint_dir: str | None = None,
+                  threads: int | None = None):
     """``local`` with 1 worker runs in-process; with more, a process pool; ``ray`` uses Ray
-    (a local Ray gets ``max(workers, 2)`` CPUs when no ``address`` is given)."""
+    (a local Ray gets ``max(workers, 2)`` CPUs when no ``address`` is given). ``threads``: torch
+    threads per run (default: the cores shared by the runs at once, see threads_per_run)."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if backend == "ray":
@@ -135,9 +156,10 @@ def make_executor(backend: str = "local", workers: int = 1, address: str | None 
         raise ConfigError(f"--backend must be 'local' or 'ray', got {backend!r}")
     if address:
         raise ConfigError("--address is for --backend ray")
+    threads = threads or threads_per_run(workers)
     if workers == 1:
-        return InProcess(progress, checkpoint_dir)
-    return ProcessPool(workers, checkpoint_dir)
+        return InProcess(progress, checkpoint_dir, threads)
+    return ProcessPool(workers, checkpoint_dir, threads)
 
 
 @dataclass

@@ -13,6 +13,13 @@ from retain.loop import Progress, RunResult, run_experiment
 from retain.runconfig import RunConfig
 
 
+def _threads() -> int:
+    """The torch thread count the run used: numbers are bit-identical only for the same count."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def finished_record(result: RunResult, *, study: str, started_at: float) -> dict[str, Any]:
     cfg = result.config
     rec = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("config", "stats")}
@@ -20,7 +27,7 @@ def finished_record(result: RunResult, *, study: str, started_at: float) -> dict
         run_key=result.key, study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
         config=cfg.resolved(), versions=versions(), revision=revision(), status="finished",
         started_at=started_at, finished_at=time.time(),
-        extra={"stats": result.stats, "order": cfg.order},
+        extra={"stats": result.stats, "order": cfg.order, "threads": _threads()},
     )
     return rec
 
@@ -30,7 +37,7 @@ def failed_record(cfg: RunConfig, exc: BaseException, *, study: str, started_at:
         run_key=cfg.key(), study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
         task_order=[], config=cfg.resolved(), versions=versions(), revision=revision(), status="failed",
         error=f"{exc.__class__.__name__}: {exc}", started_at=started_at, finished_at=time.time(),
-        extra={"traceback": traceback.format_exc(limit=8), "order": cfg.order},
+        extra={"traceback": traceback.format_exc(limit=8), "order": cfg.order, "threads": _threads()},
         events=[{"task": exc.task, "kind": "diverged", "message": str(exc)}] if isinstance(exc, DivergedError) else [],
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retain.executors import Record, StudyOutcome, make_executor, run_study
+from retain.executors import Record, StudyOutcome, available_cores, make_executor, run_study
 from retain.runconfig import RunConfig
 
 
@@ -14,16 +14,28 @@ def _label(cfg: RunConfig) -> str:
     return f"{cfg.strategy} seed {cfg.seed} order {cfg.order}"
 
 
-def run_with_progress(study, store, *, backend: str = "local", workers: int = 1, address: str | None = None,
-                      quiet: bool = False, checkpoint_dir: str | None = None,
-                      extra: dict[str, Any] | None = None) -> StudyOutcome:
-    """Run ``study`` (a :class:`retain.study.Study`) into ``store`` and show its progress."""
+def auto_workers(runs: int, backend: str = "local") -> int:
+    """``--workers auto``: a process per core, never more processes than runs to do."""
+    if backend == "ray":
+        return available_cores()
+    return max(1, min(available_cores(), runs))
+
+
+def run_with_progress(study, store, *, backend: str = "local", workers: int | None = None,
+                      address: str | None = None, quiet: bool = False, checkpoint_dir: str | None = None,
+                      threads: int | None = None, extra: dict[str, Any] | None = None) -> StudyOutcome:
+    """Run ``study`` (a :class:`retain.study.Study`) into ``store`` and show its progress.
+
+    ``workers=None`` sizes the process pool to the cores (one run left: in this process, on
+    every core); ``threads=None`` gives each run the cores the concurrent runs leave free."""
     from retain.console import console, make_progress
 
     keys = [c.key() for c in study.configs]
     already = len(store.runs(run_key=keys)) if keys else 0
     if already:
         console.print(f"{already} of {len(keys)} runs already finished in {store.path}; running the rest")
+    if workers is None:
+        workers = auto_workers(len(keys) - already, backend)
     with make_progress() as bar:
         bar.disable = quiet
         overall = bar.add_task(f"study {study.name}".strip(), total=len(keys), completed=already)
@@ -42,5 +54,6 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int = 1,
                 current.pop("key", None)
             bar.advance(overall)
 
-        executor = make_executor(backend, workers, address, progress=on_step, checkpoint_dir=checkpoint_dir)
+        executor = make_executor(backend, workers, address, progress=on_step, checkpoint_dir=checkpoint_dir,
+                                 threads=threads)
         return run_study(study.configs, store, executor, study=study.name, extra=extra, on_record=on_record)

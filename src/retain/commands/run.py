@@ -51,8 +51,57 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
         typ, help_text = meta[field_name]
         conv = {bool: _bool, int: int, float: float}.get(typ, str)
         group.add_argument("--" + field_name.replace("_", "-"), dest=f"hp_{field_name}", type=conv,
-                           default=None, help=f"{help_text} [{', '.join(owners)}]")
+                           default=None, metavar=typ.__name__.upper() if typ in (int, float, bool) else "VALUE",
+                           help=f"{help_text} [{', '.join(owners)}]")
     return sorted(seen)
+
+
+def _hp_option(text: str) -> tuple[str, str, Any]:
+    """STRATEGY.NAME=VALUE: one strategy's own hyperparameter value."""
+    key, value = _option(text)
+    strategy, dot, name = key.partition(".")
+    if not dot or not strategy or not name:
+        raise argparse.ArgumentTypeError(f"expected STRATEGY.NAME=VALUE (e.g. derpp.beta=0.5), got {text!r}")
+    return strategy.replace("_", "-"), name, value
+
+
+def default_strategies() -> list[str]:
+    """What `retain run` runs without --strategy: every registered strategy that says it belongs
+    in the default study (not experimental, stable at its defaults on the default benchmark)."""
+    from retain.strategies import STRATEGIES
+
+    return [n for n, cls in STRATEGIES.items() if cls.default_study and not cls.experimental]
+
+
+def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[str, dict[str, Any]]:
+    """Each selected strategy's hyperparameters from the flags. A shared flag (--buffer-size) goes
+    to every selected strategy that has that field; one that fits none of them is an error, and
+    so is --hp for a strategy not selected or a field it does not have."""
+    from retain.strategies import STRATEGIES
+
+    fields = {s: {f.name for f, _ in STRATEGIES.get(s).Config.fields()} for s in strategies}
+    out: dict[str, dict[str, Any]] = {s: {} for s in strategies}
+    for name in args.hp_names:
+        value = getattr(args, f"hp_{name}")
+        if value is None:
+            continue
+        owners = [s for s in strategies if name in fields[s]]
+        if not owners:
+            takers = [s for s, cls in STRATEGIES.items() if name in {f.name for f, _ in cls.Config.fields()}]
+            raise ConfigError(f"--{name.replace('_', '-')} applies to none of the selected strategies "
+                              f"({', '.join(strategies)}); it is a hyperparameter of {', '.join(takers)}")
+        for s in owners:
+            out[s][name] = value
+    for strategy, raw, value in args.hp or ():
+        name = raw.replace("-", "_")
+        if strategy not in out:
+            raise ConfigError(f"--hp {strategy}.{raw}: {strategy!r} is not among the selected strategies "
+                              f"({', '.join(strategies)})")
+        if name not in fields[strategy]:
+            raise ConfigError(f"--hp {strategy}.{raw}: {strategy} has no hyperparameter {raw!r}; it has "
+                              f"{', '.join(sorted(fields[strategy])) or 'none'}")
+        out[strategy][name] = value
+    return out
 
 
 def _configs(args: argparse.Namespace):
@@ -63,13 +112,16 @@ def _configs(args: argparse.Namespace):
 
     if args.seeds < 1 or args.orders < 1:
         raise RetainError(f"--seeds and --orders must be >= 1, got {args.seeds} and {args.orders}")
-    params = {n: getattr(args, f"hp_{n}") for n in args.hp_names if getattr(args, f"hp_{n}") is not None}
+    strategies = list(dict.fromkeys(args.strategy or default_strategies()))
+    for strategy in strategies:
+        STRATEGIES.get(strategy)  # an unknown name: one line, before anything else
+    params = _strategy_params(args, strategies)
     out = []
     preset = load_preset(args.preset) if args.preset else None
     explicit = {k: getattr(args, k) for k in ("benchmark", "tasks", "scenario", "backbone", "hidden", "epochs",
                                               "batch_size", "lr", "optimizer")}
-    for strategy in args.strategy or STRATEGIES.names():
-        run_kwargs, strategy_params, notes = resolve(preset, strategy, explicit, params)
+    for strategy in strategies:
+        run_kwargs, strategy_params, notes = resolve(preset, strategy, explicit, params[strategy])
         for note in notes:
             console.print(f"[yellow]note[/yellow]: {note}")
         for order in range(args.orders):
@@ -91,8 +143,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 #: Flags that say how or where to run, not what: allowed next to a study file, left out of the
 #: command that reproduces a study's numbers.
-_HOW_FLAGS = {"help", "study_file", "out", "store", "quiet", "workers", "backend", "address", "tensorboard",
-              "checkpoint_dir", "data_dir", "no_report"}
+_HOW_FLAGS = {"help", "study_file", "out", "store", "quiet", "workers", "threads", "backend", "address",
+              "tensorboard", "checkpoint_dir", "data_dir", "no_report", "warnings"}
 
 
 def _flags_given(args: argparse.Namespace, skip: set[str]) -> list[tuple[argparse.Action, Any]]:
@@ -107,8 +159,10 @@ def _command(args: argparse.Namespace) -> str:
         flag = action.option_strings[-1]
         if isinstance(action, argparse._StoreTrueAction):
             words.append(flag)
+        elif isinstance(action, argparse._AppendAction) and action.dest == "hp":
+            words += [w for s, n, v in value for w in (flag, f"{s}.{n}={v}")]
         elif isinstance(action, argparse._AppendAction):
-            words += [w for v in value for w in (flag, str(v))]
+            words += [w for v in value for w in (flag, "=".join(map(str, v)) if isinstance(v, tuple) else str(v))]
         else:
             words += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
     return shlex.join(words)
@@ -136,6 +190,26 @@ def _study(args: argparse.Namespace):
     return Study(name=args.study, configs=configs, command=_command(args))
 
 
+def _workers(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {value}")
+    return value
+
+
+def _check_how(args: argparse.Namespace) -> None:
+    """Refuse bad execution settings before anything is written."""
+    if args.address and args.backend != "ray":
+        raise ConfigError("--address is for --backend ray")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -143,12 +217,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from retain.store import Store
     from retain.sweep import run_with_progress
 
+    _check_how(args)
     study = _study(args)
     out = Path(args.out or study.out or "retain-results")
     out.mkdir(parents=True, exist_ok=True)
     store = Store(args.store or study.store or out / "retain.db")
     records = run_with_progress(study, store, backend=args.backend, workers=args.workers, address=args.address,
-                                quiet=args.quiet, checkpoint_dir=args.checkpoint_dir,
+                                quiet=args.quiet, checkpoint_dir=args.checkpoint_dir, threads=args.threads,
                                 extra={"command": study.command}).records
     keys = ("benchmark", "strategy", "seed", "acc_matrix", "metrics", "run_key", "task_order", "wall_seconds",
             "peak_mem_mb")
@@ -159,11 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Console(width=max(Console().width, 100)).print(
             results_table(records, title=f"Results on {study.configs[0].benchmark}"))
     failed = [r for r in records if r["status"] != "finished"]
-    for r in failed:
-        console.print(f"[red]run failed[/red]: {r['strategy']} seed {r['seed']}: {r['error']}")
-    from retain.probes import print_event_warnings
-
-    print_event_warnings(records, console)  # the diagnostics events of the runs just made
+    _print_warnings(records, console, args.warnings)
     console.print(f"store: {store.path}  summary: {out / 'summary.json'}")
     if summary and not args.no_report:
         from retain.report import write_report
@@ -177,16 +248,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def add_parser(sub) -> None:
-    from retain.strategies import STRATEGIES
+def _print_warnings(records, console, mode: str) -> None:
+    """Failed runs and the diagnostics events of the runs just made (retain.probes)."""
+    from retain.probes import print_event_warnings
 
+    if mode == "none":
+        return
+    for r in records:
+        if r["status"] != "finished":
+            console.print(f"[red]run failed[/red]: {r['strategy']} seed {r['seed']}: {r['error']}")
+    print_event_warnings(records, console)
+
+
+def add_parser(sub) -> None:
     run = sub.add_parser("run", help="run a study (no arguments: the default study on permuted-digits)")
     run.add_argument("--benchmark", help="benchmark name (see `retain list`; default permuted-digits)")
     run.add_argument("--preset", help="a published protocol as defaults (e.g. der-pmnist, der-smnist, der-rmnist): "
                                       "benchmark, training settings and each method's best values for --buffer-size; "
                                       "explicit flags override it")
-    run.add_argument("--strategy", action="append", help=f"strategy, repeatable (default: all: "
-                                                         f"{', '.join(STRATEGIES.names())})")
+    run.add_argument("--strategy", action="append", help=f"strategy, repeatable (default: "
+                                                         f"{', '.join(default_strategies())}; all of "
+                                                         f"them: `retain list`)")
     run.add_argument("--seeds", type=int, default=3, help="run seeds 0..N-1 (default 3)")
     run.add_argument("--orders", type=int, default=1, help="task orders 0..K-1; 0 is the natural order")
     run.add_argument("--tasks", type=int, help="number of tasks (default: the benchmark's)")
@@ -217,8 +299,18 @@ def add_parser(sub) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--checkpoint-dir", help="save each run's state after every task here; a killed run "
                                               "started again resumes from its last finished task")
-    run.add_argument("--workers", type=int, default=1, help="runs in parallel: 1 runs in this process, "
-                     "N > 1 a local process pool (with --backend ray: the CPUs of a local Ray)")
+    run.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                     help="runs in parallel (default auto: one process per CPU core, never more than runs "
+                          "to do); 1 runs in this process, N > 1 a local process pool (with --backend ray: "
+                          "the CPUs of a local Ray)")
+    run.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the cores "
+                     "the concurrent runs leave free; numbers are bit-identical for the same count)")
+    run.add_argument("--warnings", choices=("summary", "all", "none"), default="summary",
+                     help="diagnostics printed after the table: summary (about a dozen lines, most severe "
+                          "first), all, or none; every event stays in the store and the report")
+    run.add_argument("--hp", action="append", type=_hp_option, metavar="STRATEGY.NAME=VALUE",
+                     help="one strategy's own hyperparameter, repeatable (e.g. --hp derpp.beta=0.5); the "
+                          "plain flags below set a value for every selected strategy that has it")
     run.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--tensorboard", metavar="DIR", help="also export the runs as TensorBoard event files")

@@ -34,6 +34,10 @@ class Strategy:
     family: ClassVar[str] = "other"
     #: Experimental methods are left out of the default study (opt-in with --strategy).
     experimental: ClassVar[bool] = False
+    #: Whether `retain run` without --strategy runs it: only methods that are stable at their
+    #: defaults on the default benchmark (tests/test_default_study.py checks 10 seeds) and whose
+    #: premise it meets.
+    default_study: ClassVar[bool] = True
     #: Run settings (optimizer, lr, ...) this method uses unless the user or a preset sets them,
     #: e.g. the optimizer its paper uses.
     run_defaults: ClassVar[dict[str, Any]] = {}

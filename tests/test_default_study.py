@@ -1,0 +1,33 @@
+"""The default study (`retain run` with no arguments) holds only strategies that are stable at
+their defaults on the default benchmark: 10 seeds each, every run finishes with finite metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from retain.commands.run import default_strategies
+from retain.executors import ProcessPool, available_cores, run_study
+from retain.runconfig import RunConfig
+from retain.store import Store
+from retain.strategies import STRATEGIES
+
+
+def test_default_set_has_the_bounds_and_no_experimental_method():
+    names = default_strategies()
+    assert {"naive", "joint"} <= set(names)
+    assert not [n for n in names if STRATEGIES.get(n).experimental]
+    assert "ode-memory" not in names
+
+
+@pytest.mark.slow
+def test_every_default_strategy_is_stable_over_ten_seeds(tmp_path):
+    configs = [RunConfig(strategy=name, seed=seed, **STRATEGIES.get(name).run_defaults).validate()
+               for name in default_strategies() for seed in range(10)]
+    out = run_study(configs, Store(tmp_path / "r.db"), ProcessPool(available_cores())).records
+    failed = [f"{r['strategy']} seed {r['seed']}: {r.get('error')}" for r in out if r["status"] != "finished"]
+    assert not failed, failed
+    for r in out:
+        assert all(math.isfinite(v) for v in r["metrics"].values()), r["strategy"]
+        assert r["metrics"]["avg_acc"] > 0.2, f"{r['strategy']} seed {r['seed']} learnt nothing"
