@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import textwrap
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,12 +83,13 @@ class _Study:
     def name(self, bench: str, strat: str) -> str:
         return f"{strat} on {bench}" if self.multi else strat
 
-    def events(self, skip: Iterable[str] = ("diverged",)) -> dict[tuple[str, str, str], list[tuple[Record, dict]]]:
-        """(benchmark, strategy, kind) -> [(run, event)], in record order."""
+    def events(self) -> dict[tuple[str, str, str], list[tuple[Record, dict]]]:
+        """(benchmark, strategy, kind) -> [(run, event)], in record order, without the kinds
+        reported elsewhere: divergences (with the failed run) and task dissimilarity (per benchmark)."""
         out: dict[tuple[str, str, str], list[tuple[Record, dict]]] = defaultdict(list)
         for r in self.records:
             for e in r.get("events") or []:
-                if e.get("kind") not in skip:
+                if e.get("kind") not in ("diverged", "task_dissimilarity"):
                     out[(r["benchmark"], r["strategy"], e["kind"])].append((r, e))
         return out
 
@@ -116,11 +116,11 @@ def failures(s: _Study) -> list[Finding]:
     return out
 
 
-def per_strategy(s: _Study, skip: Iterable[str] = ()) -> list[Finding]:
+def per_strategy(s: _Study) -> list[Finding]:
     """One line per (strategy, kind): the first event's fact, advice for the strategy's family,
     and how often the kind fired. Benchmark facts and divergences are reported elsewhere."""
     out = []
-    for (bench, strat, kind), hits in s.events(skip=("diverged", "task_dissimilarity", *skip)).items():
+    for (bench, strat, kind), hits in s.events().items():
         r, first = hits[0]
         count = f" [{len(hits)} events in {s.fired_in(hits, bench, strat)}]" if len(hits) > 1 else ""
         msg = adv.retarget(kind, first.get("message", kind), strat)
@@ -144,7 +144,7 @@ def merged(s: _Study) -> list[Finding]:
     family shares its advice; the bounds share a line without advice). The detail is the worst
     event's for the kinds in :data:`_MERGED`, the first event's fact otherwise."""
     groups: dict[tuple[str, str, bool], list[tuple[str, str, list]]] = defaultdict(list)
-    for (bench, strat, kind), hits in s.events(skip=("diverged", "task_dissimilarity")).items():
+    for (bench, strat, kind), hits in s.events().items():
         bound = adv.is_bound(strat)
         stored = adv.split(hits[0][1].get("message", kind))[1]
         advice = "" if bound else adv.advice(kind, adv.family_of(strat)) if kind in adv.ADVISED else stored
