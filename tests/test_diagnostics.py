@@ -75,15 +75,21 @@ def test_mean_abs_weight_ignores_biases():
     assert plasticity.mean_abs_weight(m) == 2.0
 
 
-def test_variance_interval_and_event():
+def test_variance_interval_and_overlap_event():
     recs = [{"benchmark": "b", "strategy": s, "status": "finished", "metrics": {"avg_acc": v, "forgetting": 0.1}}
             for s, v in [("wide", 0.5), ("wide", 0.9), ("wide", 0.7),
-                         ("tight", 0.80), ("tight", 0.801), ("tight", 0.802)]]
+                         ("tight", 0.80), ("tight", 0.801), ("tight", 0.802),
+                         ("far", 0.10), ("far", 0.11), ("far", 0.12)]]
     ci = variance.group_intervals(recs)[("b", "wide")]["avg_acc"]
     assert ci["mean"] == pytest.approx(0.7) and ci["low"] < 0.7 < ci["high"] and ci["n"] == 3
-    ev = variance.variance_events(recs, max_width=0.05)
+    assert ci["half"] == pytest.approx(4.303 * 0.2 / math.sqrt(3), rel=1e-3)  # t(0.975, 2) s / sqrt(n)
+    overlaps = variance.overlapping_rankings(recs)
+    # tight (80.1) ranks above wide (70.0) whose interval reaches it; far (11.0) is apart from both;
+    # forgetting is equal everywhere: equal means are no ranking to doubt.
+    assert [(o.metric, o.strategies) for o in overlaps] == [("avg_acc", ("tight", "wide"))]
+    ev = variance.variance_events(recs)
     assert len(ev) == 1 and "wide" in ev[0]["message"] and "--seeds" in ev[0]["message"]
-    assert variance.variance_events(recs, max_width=10.0) == []
+    assert "not established" in ev[0]["message"] and ev[0]["kind"] == "high_variance"
 
 
 def test_buffer_entropy_coverage_and_events():
@@ -173,22 +179,26 @@ def test_cli_study_rejects_a_non_permuted_benchmark(tmp_path, capsys):
     assert "permuted" in capsys.readouterr().err
 
 
-def test_event_warnings_group_by_kind_and_add_the_variance_check():
+def test_event_warnings_group_by_strategy_and_kind_and_add_the_variance_check():
     import io
 
     from rich.console import Console
 
-    from retain.probes import format_events, print_event_warnings
+    from retain.diagnostics.summary import warning_lines
+    from retain.probes import print_event_warnings
 
-    ev = [{"task": t, "kind": "sudden_forgetting", "message": f"drop at {t}"} for t in (2, 3, 4)]
-    recs = [{"strategy": "naive", "seed": s, "benchmark": "b", "status": "finished", "events": ev if s == 0 else [],
-             "metrics": {"avg_acc": v, "forgetting": 0.1}} for s, v in ((0, 0.2), (1, 0.9))]
-    lines = format_events(recs)
-    assert lines == ["naive (seed 0 after task 2): drop at 2 [3 events in 1 of 2 runs]"]
+    ev = [{"task": t, "kind": "sudden_forgetting", "message": f"drop at {t + 1}"} for t in (2, 3, 4)]
+    recs = [{"strategy": "ewc", "seed": s, "benchmark": "b", "status": "finished", "events": ev if s == 0 else [],
+             "metrics": {"avg_acc": v, "forgetting": 0.1}} for s, v in ((0, 0.2), (1, 0.9), (2, 0.5))]
+    recs += [{"strategy": "si", "seed": s, "benchmark": "b", "status": "finished", "events": [],
+              "metrics": {"avg_acc": v, "forgetting": 0.1}} for s, v in ((0, 0.3), (1, 0.8), (2, 0.55))]
+    lines = warning_lines(recs, "all")
+    assert lines[0] == ("warning: ewc (seed 0, after task 3): drop at 3; raise the penalty or add replay "
+                        "(--strategy derpp) [3 events in 1/3 runs]")
     buf = io.StringIO()
     print_event_warnings(recs, Console(file=buf, width=300))
     out = buf.getvalue()
-    assert "drop at 2" in out and "high variance" in out
+    assert "sudden forgetting, up to" in out and "not established" in out
 
 
 def test_probe_hook_reads_a_real_replay_buffer():

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from retain.diagnostics import buffer, forgetting, plasticity
+from retain.diagnostics import advice, buffer, forgetting, plasticity
 from retain.diagnostics import dissimilarity as dis
 
 
@@ -90,15 +90,18 @@ class Probes:
         t0 = time.perf_counter()
         t, cfg, exps = ctx.task, self.cfg, ctx.benchmark.experiences
         exp, R = exps[t], ctx.acc_matrix
+        family = getattr(ctx.strategy, "family", "other")  # advice fits the method (none for the bounds)
         probes: dict[str, Any] = {"task": t, "learning_acc": R[t][t]}
-        events = forgetting.sudden_forgetting_events(R, t, cfg.forgetting_threshold) if t > 0 else []
+        events = forgetting.sudden_forgetting_events(
+            R, t, cfg.forgetting_threshold, advice=advice.advice("sudden_forgetting", family)) if t > 0 else []
         probes.update(forgetting.forgetting_probes(R, t))
         probes.update(plasticity_probes(ctx.strategy.model, exp.prepare(exp.test_x[: cfg.batch]), cfg.tau))
         self.learn.append(R[t][t])
         self.dormant.append(probes.get("dormant_redo", 0.0))
         probes["learning_acc_slope"] = plasticity.slope(self.learn[-cfg.collapse_window:])
         events += plasticity.collapse_events(self.learn, self.dormant, window=cfg.collapse_window,
-                                             min_drop=cfg.collapse_min_drop)
+                                             min_drop=cfg.collapse_min_drop,
+                                             advice=advice.advice("plasticity_collapse", family))
         seen = {c for e in exps[: t + 1] for c in e.classes}
         buf = buffer.buffer_probes(ctx.strategy.stats(), seen, t + 1)
         probes.update(buf)
@@ -142,33 +145,9 @@ def make_probe_hooks(config: ProbeConfig | None = None) -> list[Probes]:
     return [Probes(config)]
 
 
-def format_events(records: list[dict[str, Any]], limit: int = 20) -> list[str]:
-    """Warning lines for the events of the given run records: one line per (strategy, kind), with
-    the first occurrence's message and in how many runs the kind fired; at most ``limit`` lines."""
-    groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-    runs: dict[str, int] = {}
-    for r in records:
-        runs[r["strategy"]] = runs.get(r["strategy"], 0) + 1
-        for e in r.get("events") or []:
-            groups.setdefault((r["strategy"], e["kind"]), []).append((r, e))
-    lines = []
-    for (strategy, _), hits in groups.items():
-        r, first = hits[0]
-        where = "" if first.get("task") is None else f" after task {first['task']}"
-        fired_in = len({id(run) for run, _ in hits})
-        count = f" [{len(hits)} events in {fired_in} of {runs[strategy]} runs]" if len(hits) > 1 else ""
-        lines.append(f"{strategy} (seed {r['seed']}{where}): {first['message']}{count}")
-    if len(lines) > limit:
-        lines = lines[:limit] + [f"... and {len(lines) - limit} more (see the store's events table)"]
-    return lines
+def print_event_warnings(records: list[dict[str, Any]], console: Any, *, mode: str = "summary") -> None:
+    """Print the warnings for ``records`` after `retain run`'s table: kept for callers of the
+    earlier name; see :func:`retain.diagnostics.summary.print_warnings`."""
+    from retain.diagnostics.summary import print_warnings
 
-
-def print_event_warnings(records: list[dict[str, Any]], console: Any, *, max_ci_width: float = 0.05) -> None:
-    """Print the events of ``records`` as warnings (called by `retain run` after the table), then
-    the across-run check: a 95% interval over seeds/orders wider than ``max_ci_width``."""
-    from retain.diagnostics.variance import variance_events
-
-    lines = format_events(records)
-    lines += [e["message"] for e in variance_events(records, max_width=max_ci_width)]
-    for line in lines:
-        console.print(f"[yellow]warning[/yellow]: {line}", highlight=False)
+    print_warnings(records, console, mode)

@@ -140,11 +140,14 @@ def dissimilarity_probes(feats: list[Tensor], labels: list[Tensor], t: int, *, o
 
 
 def dissimilarity_events(probes: dict[str, float], task: int, gate: float = HEURISTIC_GATE) -> list[Event]:
-    """An event when task ``task`` is more dissimilar than ``gate`` from the previous one."""
+    """An event when task ``task`` (0-based, as stored) is more dissimilar than ``gate`` from the
+    previous one. It is a fact about the benchmark, the same whatever the method, so the message
+    (tasks numbered from 1) gives no advice to the method; it points to the study that measures
+    where a method falters."""
     v = probes.get("dissim_proto_prev")
     if v is None or v <= gate:
         return []
-    msg = (f"task {task} is dissimilar from task {task - 1}: {v:.2f} > {gate:.2f} (a heuristic gate, no primary "
-           "source; run `retain study dissimilarity` to see where your strategy falters); expect more forgetting: "
-           "use replay or a stronger regulariser")
+    msg = (f"benchmark: task {task + 1} differs from task {task}: dissimilarity {v:.2f} > {gate:.2f} (a heuristic "
+           "gate, no primary source), so expect forgetting where earlier tasks are not protected; "
+           "`retain study dissimilarity` measures where a method falters")
     return [make_event("task_dissimilarity", task, v, gate, msg)]

@@ -42,8 +42,11 @@ def forgetting_probes(R: Sequence[Sequence[float]], t: int) -> dict[str, float]:
     return {"forget_max_drop": max(d) if d else 0.0, "forget_mean_drop": float(np.mean(d)) if d else 0.0}
 
 
-def sudden_forgetting_events(R: Sequence[Sequence[float]], t: int, threshold: float = 0.10) -> list[Event]:
-    """One event after task t if some earlier task lost more than ``threshold`` in this one task.
+def sudden_forgetting_events(R: Sequence[Sequence[float]], t: int, threshold: float = 0.10, *,
+                             advice: str = RECOMMEND) -> list[Event]:
+    """One event after task t (0-based, as stored) if some earlier task lost more than
+    ``threshold`` in this one task; the message numbers tasks from 1 and ends with ``advice``
+    (none when empty: the bounds get none, see retain.diagnostics.advice).
 
     A single event names the worst task and how many tasks crossed the threshold, so a long
     run of naive fine-tuning does not produce one event per task pair.
@@ -55,6 +58,7 @@ def sudden_forgetting_events(R: Sequence[Sequence[float]], t: int, threshold: fl
     if not over:
         return []
     worst = max(over, key=lambda j: d[j])
-    msg = (f"sudden forgetting: training task {t} dropped task {worst} by {100 * d[worst]:.1f} points "
-           f"({len(over)} earlier task(s) lost more than {100 * threshold:.0f}); {RECOMMEND}")
+    msg = (f"sudden forgetting: training task {t + 1} dropped task {worst + 1} by {100 * d[worst]:.1f} points "
+           f"({len(over)} earlier task(s) lost more than {100 * threshold:.0f})")
+    msg = f"{msg}; {advice}" if advice else msg
     return [make_event("sudden_forgetting", t, d[worst], threshold, msg)]

@@ -20,8 +20,7 @@ from torch import Tensor, nn
 
 from retain.diagnostics import Event, make_event
 
-RECOMMEND = ("enable a plasticity fix on the affected layers: --redo (reset dormant units), "
-             "--shrink-perturb, or --wsc")
+RECOMMEND = "try a plasticity fix: --redo (resets dormant units), --shrink-perturb or --wsc"
 
 
 def _acts(h: Tensor) -> Tensor:
@@ -95,11 +94,12 @@ def _collapsing(learn: Sequence[float], dormant: Sequence[float], window: int, m
 
 
 def collapse_events(learning_acc: Sequence[float], dormant: Sequence[float], *, window: int = 10,
-                    min_drop: float = 0.05) -> list[Event]:
+                    min_drop: float = 0.05, advice: str = RECOMMEND) -> list[Event]:
     """An event at the last task when, over the last ``window`` tasks, learning accuracy R[i][i]
     fell steadily (negative slope, and the median of the second half of the window is at least
     ``min_drop`` below the first half's) while the dormant fraction's median rose. It fires
-    when the condition starts to hold, not at every task while it lasts."""
+    when the condition starts to hold, not at every task while it lasts. The message ends with
+    ``advice`` (none when empty: the bounds get none, see retain.diagnostics.advice)."""
     if window < 4:
         raise ValueError(f"collapse window must be >= 4 tasks, got {window}")
     if not _collapsing(learning_acc, dormant, window, min_drop):
@@ -110,5 +110,6 @@ def collapse_events(learning_acc: Sequence[float], dormant: Sequence[float], *, 
     h = window // 2
     fall = float(np.median(learning_acc[-window:][:h]) - np.median(learning_acc[-h:]))
     msg = (f"plasticity collapse: learning accuracy fell {100 * fall:.1f} points (median) over the last {window} tasks "
-           f"while dormant units rose from {100 * dormant[-window]:.0f}% to {100 * dormant[-1]:.0f}%; {RECOMMEND}")
+           f"while dormant units rose from {100 * dormant[-window]:.0f}% to {100 * dormant[-1]:.0f}%")
+    msg = f"{msg}; {advice}" if advice else msg
     return [make_event("plasticity_collapse", t, fall, min_drop, msg)]
