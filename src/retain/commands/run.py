@@ -249,15 +249,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_warnings(records, console, mode: str) -> None:
-    """Failed runs and the diagnostics events of the runs just made (retain.probes)."""
-    from retain.probes import print_event_warnings
+    """Failed runs and the diagnostics events of the study, each fact once (retain.diagnostics.summary)."""
+    from retain.diagnostics.summary import print_warnings
 
-    if mode == "none":
-        return
-    for r in records:
-        if r["status"] != "finished":
-            console.print(f"[red]run failed[/red]: {r['strategy']} seed {r['seed']}: {r['error']}")
-    print_event_warnings(records, console)
+    print_warnings(records, console, mode)
 
 
 def add_parser(sub) -> None:
