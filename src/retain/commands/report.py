@@ -14,8 +14,8 @@ def add_parser(sub) -> None:
                                       "table as CSV/LaTeX",
                        description="Render a report of the finished runs in a store. ± everywhere in it is the "
                                    "half-width of the 95% Student-t confidence interval over runs; with fewer "
-                                   "than 3 runs only the mean and n are shown. csv and latex write the results table alone, "
-                                   "next to the report (results.csv, results.tex).")
+                                   "than 3 runs only the mean and n are shown. csv and latex write the results "
+                                   "table alone, next to the report (results.csv, results.tex).")
     p.add_argument("store", nargs="?", default="retain-results/retain.db",
                    help="the SQLite store (default retain-results/retain.db)")
     p.add_argument("--out", help="folder to write into (default: the store's folder); '-' prints a csv or latex "
