@@ -1,17 +1,30 @@
 """`retain report`: render report.md, report.html and plots/*.png from the store alone, for any
-subset of its runs (--study, --benchmark, --strategy), optionally TensorBoard event files."""
+subset of its runs (--study, --benchmark, --strategy); or the results table as CSV / LaTeX;
+optionally TensorBoard event files."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="write the Markdown/HTML report and plots of runs in a store")
+    p = sub.add_parser("report", help="write the Markdown/HTML report and plots of runs in a store, or the results "
+                                      "table as CSV/LaTeX",
+                       description="Render a report of the finished runs in a store. ± everywhere in it is the "
+                                   "half-width of the 95% Student-t confidence interval over runs; with fewer "
+                                   "than 3 runs only the mean and n are shown. csv and latex write the results "
+                                   "table alone, next to the report (results.csv, results.tex).")
     p.add_argument("store", nargs="?", default="retain-results/retain.db",
                    help="the SQLite store (default retain-results/retain.db)")
-    p.add_argument("--out", help="folder for report.md, report.html and plots/ (default: the store's folder)")
+    p.add_argument("--out", help="folder to write into (default: the store's folder); '-' prints a csv or latex "
+                                 "table to stdout instead")
+    p.add_argument("--format", action="append", choices=("markdown", "html", "csv", "latex"), dest="formats",
+                   help="what to write (repeatable; default markdown and html): markdown = report.md with "
+                        "plots/*.png, html = report.html (self-contained), csv = results.csv (one row per benchmark "
+                        "and method; <measure>_mean and <measure>_ci95 columns, ci95 empty under 3 runs), "
+                        "latex = results.tex (a booktabs table per benchmark)")
     p.add_argument("--study", action="append", help="only runs of this study (repeatable)")
     p.add_argument("--benchmark", action="append", help="only runs on this benchmark (repeatable)")
     p.add_argument("--strategy", action="append", help="only runs of this strategy (repeatable)")
@@ -21,17 +34,23 @@ def add_parser(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from retain.errors import StoreError
-    from retain.report import write_report
+    from retain.errors import ConfigError, StoreError
+    from retain.report import render_table, write_report
     from retain.store import Store
 
     path = Path(args.store)
     if not path.is_file():
         raise StoreError(f"{path}: no results store there (run `retain run` first, or give the store's path)")
     store = Store(path)
-    paths = write_report(store, args.out or path.parent, study=args.study, benchmark=args.benchmark,
-                         strategy=args.strategy, title=args.title or ", ".join(args.study or []),
-                         tensorboard=args.tensorboard)
+    formats = tuple(dict.fromkeys(args.formats or ("markdown", "html")))
+    filters = dict(study=args.study, benchmark=args.benchmark, strategy=args.strategy)
+    if args.out == "-":
+        if len(formats) != 1 or formats[0] not in ("csv", "latex"):
+            raise ConfigError("--out - prints one table: use it with exactly one of --format csv, --format latex")
+        sys.stdout.write(render_table(store, formats[0], **filters))
+        return 0
+    paths = write_report(store, args.out or path.parent, **filters, title=args.title or ", ".join(args.study or []),
+                         tensorboard=args.tensorboard, formats=formats)
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0

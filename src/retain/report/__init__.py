@@ -15,31 +15,71 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)  # a reader never sees half a report
 
 
-def write_report(store, out: str | Path, *, run_keys=None, study=None, benchmark=None, strategy=None,
-                 title: str = "", tensorboard: str | Path | None = None) -> dict[str, Path]:
-    """Write report.md, report.html and plots/*.png under ``out`` for the finished runs that
-    match every filter; returns the paths written. Raises ConfigError when nothing matches."""
-    from retain.report import html, markdown
-    from retain.report.build import build_report
+#: What ``retain report --format`` can write: the report (Markdown with PNG plots, one HTML file)
+#: and the results table alone as CSV or LaTeX.
+FORMATS = ("markdown", "html", "csv", "latex")
+#: Where the table exports go, next to report.md.
+TABLE_FILES = {"csv": "results.csv", "latex": "results.tex"}
+
+
+def _select(store, filters: dict):
     from retain.report.data import select_runs
 
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ConfigError("reports need matplotlib: pip install 'retain[report]'") from None
-    filters = dict(run_keys=run_keys, study=study, benchmark=benchmark, strategy=strategy)
     runs = select_runs(store, **filters)
     if not runs:
         given = ", ".join(f"{k}={v!r}" for k, v in filters.items() if v is not None and k != "run_keys")
         raise ConfigError(f"{store.path}: no finished runs{' match ' + given if given else ''}")
-    failed = [r for r in store.runs(status="failed", study=study, benchmark=benchmark, strategy=strategy)
-              if run_keys is None or r["run_key"] in set(run_keys)]
+    return runs
+
+
+def render_table(store, fmt: str, *, run_keys=None, study=None, benchmark=None, strategy=None) -> str:
+    """The results table of the matching finished runs as CSV (``fmt="csv"``) or LaTeX (``"latex"``)."""
+    return _table_text(_select(store, dict(run_keys=run_keys, study=study, benchmark=benchmark, strategy=strategy)),
+                       fmt)
+
+
+def _table_text(runs, fmt: str) -> str:
+    from retain.report.data import group_runs
+    from retain.report.export import results_csv, results_latex
+
+    by_bench = group_runs(runs)
+    return results_csv(by_bench) if fmt == "csv" else results_latex(by_bench)
+
+
+def write_report(store, out: str | Path, *, run_keys=None, study=None, benchmark=None, strategy=None,
+                 title: str = "", tensorboard: str | Path | None = None,
+                 formats: tuple[str, ...] = ("markdown", "html")) -> dict[str, Path]:
+    """Write, under ``out``, each of ``formats`` for the finished runs that match every filter:
+    report.md (with plots/*.png), report.html (plots embedded), results.csv, results.tex. Returns
+    the paths written. Raises ConfigError when nothing matches."""
+    from retain.report import html, markdown
+    from retain.report.build import build_report
+
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ConfigError(f"unknown report format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
+    filters = dict(run_keys=run_keys, study=study, benchmark=benchmark, strategy=strategy)
+    runs = _select(store, filters)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    blocks = build_report(store, runs, out, title=title, failed=failed)
-    paths = {"markdown": out / "report.md", "html": out / "report.html"}
-    _write(paths["markdown"], markdown.render(blocks))
-    _write(paths["html"], html.render(blocks, out, title=f"retain report {title}".strip()))
+    paths: dict[str, Path] = {}
+    for fmt in (f for f in FORMATS if f in formats and f in TABLE_FILES):
+        paths[fmt] = out / TABLE_FILES[fmt]
+        _write(paths[fmt], _table_text(runs, fmt))
+    if "markdown" in formats or "html" in formats:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError("reports need matplotlib: pip install 'retain[report]'") from None
+        failed = [r for r in store.runs(status="failed", study=study, benchmark=benchmark, strategy=strategy)
+                  if run_keys is None or r["run_key"] in set(run_keys)]
+        blocks = build_report(store, runs, out, title=title, failed=failed)
+        if "markdown" in formats:
+            paths["markdown"] = out / "report.md"
+            _write(paths["markdown"], markdown.render(blocks))
+        if "html" in formats:
+            paths["html"] = out / "report.html"
+            _write(paths["html"], html.render(blocks, out, title=f"retain report {title}".strip()))
     if tensorboard:
         from retain.report.tensorboard import export
 
@@ -48,4 +88,4 @@ def write_report(store, out: str | Path, *, run_keys=None, study=None, benchmark
     return paths
 
 
-__all__ = ["write_report"]
+__all__ = ["FORMATS", "render_table", "write_report"]

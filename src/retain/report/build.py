@@ -6,17 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from retain.metrics import MIN_RUNS_FOR_INTERVAL
 from retain.report import plots, tables
 from retain.report.data import Group, group_runs
 from retain.report.document import Block, Bullets, Code, Heading, Image, Para
+from retain.report.style import method_styles
 
-NOTES = ("Mean ± half-width of the 95% Student-t confidence interval over seeds and task orders. Forgetting "
-         "follows Chaudhry et al. (2018) with the maximum over rows before the last, so it can be negative; "
-         "BWT and FWT follow Lopez-Paz & Ranzato (2017). Forgetting reduction is measured per run against the "
-         "mean forgetting of naive fine-tuning in the same setup; compute cost is mean training time (the "
-         "optimisation steps only) over naive's; wall time adds building the benchmark and model, evaluation and "
-         "the first run's warm-up in each process, and on a shared machine the neighbours' load. "
-         "Peak memory is the peak resident set of the process that ran the run (runs in one process share it).")
+NOTES = ("± is the half-width of the 95% Student-t confidence interval over the runs (seeds and task orders); "
+         f"with fewer than {MIN_RUNS_FOR_INTERVAL} runs a cell shows the mean and n only. Tasks are numbered from 1. "
+         "Forgetting follows Chaudhry et al. (2018) with the maximum over rows before the last, so it can be "
+         "negative; BWT and FWT follow Lopez-Paz & Ranzato (2017); a method trained once on all tasks (joint) "
+         "has only a final accuracy, so its other metrics read —. Forgetting reduction is measured per run "
+         "against the mean forgetting of naive fine-tuning in the same setup; compute cost is mean training "
+         "time (the optimisation steps only) over naive's; wall time adds building the benchmark and model, "
+         "evaluation and the first run's warm-up in each process, and on a shared machine the neighbours' "
+         "load. Peak memory is the peak resident memory of each run.")
 
 
 def _slug(text: str) -> str:
@@ -36,13 +40,13 @@ def _diagnostics(store, groups: list[Group], failed: list[dict[str, Any]]) -> li
 
 
 def benchmark_section(store, benchmark: str, groups: list[Group], out: Path,
-                      failed: list[dict[str, Any]]) -> list[Block]:
+                      failed: list[dict[str, Any]], styles: dict[str, tuple[str, str]]) -> list[Block]:
     blocks: list[Block] = [Heading(f"Benchmark: {benchmark}"), Heading("Setup", 3), tables.setup_table(groups),
                            Heading("Results", 3), tables.results_table(groups), Para(NOTES),
                            Heading("Comparison", 3), tables.comparison_table(groups), Heading("Plots", 3)]
     for suffix, caption, draw in plots.FIGURES:
         rel = Path("plots") / f"{_slug(benchmark)}-{suffix}.png"
-        draw(groups, out / rel)
+        draw(groups, out / rel, styles)
         blocks.append(Image(rel.as_posix(), caption))
     return blocks + _diagnostics(store, groups, [r for r in failed if r["benchmark"] == benchmark])
 
@@ -59,8 +63,9 @@ def build_report(store, runs: list[dict[str, Any]], out: Path, *, title: str = "
                                 f"{runs[0]['versions'].get('retain', '?')}, torch "
                                 f"{runs[0]['versions'].get('torch', '?')}, code revision "
                                 f"{', '.join(revisions)}.")]
+    styles = method_styles(g.label for groups in by_bench.values() for g in groups)  # one colour a method
     for bench, groups in by_bench.items():
-        blocks += benchmark_section(store, bench, groups, out, failed or [])
+        blocks += benchmark_section(store, bench, groups, out, failed or [], styles)
     commands = sorted({(r.get("extra") or {}).get("command") for r in runs} - {None})
     blocks.append(Heading("Reproduce"))
     if commands:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -37,12 +38,37 @@ class Group:
         v = self.values(name)
         return confidence_interval(v) if v else None
 
-    def mean_matrix(self) -> np.ndarray:
-        return np.mean([np.array(r["acc_matrix"]) for r in self.runs], axis=0)
+    def has(self, name: str) -> bool:
+        """Whether any run recorded metric ``name`` (a joint run records only ``avg_acc``)."""
+        return bool(self.values(name))
 
-    def curves(self) -> np.ndarray:
-        """Average accuracy after each task, one row per run."""
-        return np.array([average_accuracy_curve(r["acc_matrix"]) for r in self.runs])
+    def matrix_runs(self) -> list[dict[str, Any]]:
+        """Runs with a square accuracy matrix of the group's usual size: the ones trained task by task."""
+        shapes = [_shape(r["acc_matrix"]) for r in self.runs]
+        square = [s for s in shapes if s[0] == s[1] > 0]
+        if not square or not self.has("forgetting"):  # a final-only method: its matrix has no history
+            return []
+        size = max(set(square), key=square.count)
+        return [r for r, s in zip(self.runs, shapes) if s == size]
+
+    def mean_matrix(self) -> np.ndarray | None:
+        runs = self.matrix_runs()
+        return np.mean([np.array(r["acc_matrix"]) for r in runs], axis=0) if runs else None
+
+    def curves(self) -> np.ndarray | None:
+        """Average accuracy after each task, one row per run (None for a final-only method)."""
+        runs = self.matrix_runs()
+        return np.array([average_accuracy_curve(r["acc_matrix"]) for r in runs]) if runs else None
+
+    def num_tasks(self) -> list[int]:
+        """The number of tasks of each run: its matrix's width, or the configured count."""
+        return sorted({len(r["acc_matrix"][-1]) if r["acc_matrix"] else int(r["config"].get("tasks") or 0)
+                       for r in self.runs})
+
+
+def _shape(R) -> tuple[int, int]:
+    widths = {len(row) for row in R or []}
+    return (len(R), widths.pop()) if len(widths) == 1 else (len(R or []), -1)
 
 
 def select_runs(store, *, run_keys=None, study=None, benchmark=None, strategy=None) -> list[dict[str, Any]]:
@@ -104,3 +130,36 @@ def reference(group: Group, groups: list[Group]) -> Group | None:
             and all(g.config.get(k) == group.config.get(k) for k in _SAME_SETUP)]
     exact = [g for g in same if g.config.get("lr") == group.config.get("lr")]
     return (exact or same or [None])[0]
+
+
+#: Benchmarks whose data ships with retain or scikit-learn: building one to read its default
+#: scenario costs a fraction of a second and reads no downloaded file.
+_EMBEDDED = ("retain.benchmarks.synthetic", "retain.benchmarks.digits")
+
+
+def scenario_of(run: dict[str, Any]) -> str:
+    """The scenario the run was evaluated in: the configured one, the one recorded with the run,
+    or the benchmark's default (declared in the registry, else read off an embedded benchmark)."""
+    cfg = run["config"]
+    known = cfg.get("scenario") or (run.get("extra") or {}).get("scenario")
+    if known:
+        return str(known)
+    return _default_scenario(run["benchmark"], cfg.get("tasks"), json.dumps(cfg.get("benchmark_options") or {},
+                                                                              sort_keys=True))
+
+
+@functools.cache
+def _default_scenario(benchmark: str, tasks: int | None, options: str) -> str:
+    unknown = f"{benchmark}'s default (not recorded)"
+    try:
+        from retain.benchmarks import BENCHMARKS, make_benchmark
+
+        factory = BENCHMARKS.get(benchmark)
+        declared = getattr(factory, "default_scenario", None)
+        if declared:
+            return str(declared)
+        if factory.__module__ not in _EMBEDDED:
+            return unknown  # building it would read its data files, possibly gigabytes
+        return make_benchmark(benchmark, tasks=tasks, seed=0, scenario=None, **json.loads(options)).scenario
+    except Exception:  # noqa: BLE001 - a report renders even for a benchmark no longer installed
+        return unknown

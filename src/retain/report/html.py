@@ -13,7 +13,8 @@ from retain.report.document import Block, Bullets, Code, Heading, Image, Para, T
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;
        margin: 2em auto; padding: 0 1em; color: #1f2328; line-height: 1.45; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+.table { overflow-x: auto; margin: 1em 0; }  /* a wide table scrolls, the page does not */
+table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #d0d7de; padding: 4px 8px; }
 td.r { white-space: nowrap; }
 th { background: #f6f8fa; }
@@ -36,7 +37,7 @@ def table(t: Table) -> str:
     head = "".join(f'<th class="{a}">{escape(h)}</th>' for h, a in zip(t.header, al))
     body = "".join("<tr>" + "".join(f'<td class="{a}">{escape(str(c))}</td>' for c, a in zip(row, al)) + "</tr>"
                    for row in t.rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _image(b: Image, root: Path) -> str:

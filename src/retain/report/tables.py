@@ -1,27 +1,71 @@
-"""The report's tables, computed from grouped runs: setup, results (mean ± 95% CI over seeds and
-task orders), the comparison against naive, and the diagnostics from the store's events."""
+"""The report's tables, built from the store's runs. ``±`` is the half-width of the 95% Student-t
+confidence interval over a group's runs (seeds and task orders); under
+:data:`~retain.metrics.MIN_RUNS_FOR_INTERVAL` runs a cell shows the mean and n only."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from retain.metrics import confidence_interval
-from retain.report.data import Group, reference
-from retain.report.descriptions import complexity
+from retain.metrics import format_mean_ci
+from retain.report.data import Group, reference, scenario_of
+from retain.report.descriptions import complexity, summary
 from retain.report.document import Table
 
-_PERCENT = [("avg_acc", "avg acc %"), ("forgetting", "forgetting %"), ("bwt", "BWT %"), ("fwt", "FWT %"),
-            ("learning_acc", "learning acc %")]
+#: Said by every header whose cells may hold an interval.
+CI = "mean ± 95% CI"
 
 
-def fmt_ci(ci: tuple[float, float] | None, scale: float = 1.0, digits: int = 1) -> str:
-    if ci is None:
-        return "—"
-    mean, half = ci
-    return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}" if half else f"{mean * scale:.{digits}f}"
+def with_ci(title: str) -> str:
+    """``avg acc % (mean ± 95% CI)``; a title ending in a parenthesis gets it inside that one."""
+    return f"{title[:-1]}; {CI})" if title.endswith(")") else f"{title} ({CI})"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One column of the results table: per-run values in the unit its title names."""
+
+    key: str  # the CSV column, unit included
+    title: str
+    digits: int
+    values: Callable[[Group, list[Group]], list[float]]
+
+
+def _metric(name: str, scale: float = 1.0) -> Callable[[Group, list[Group]], list[float]]:
+    return lambda g, _groups: [v * scale for v in g.values(name)]
+
+
+def reduction_values(g: Group, groups: list[Group]) -> list[float]:
+    """Forgetting reduction against naive in %, per run relative to naive's mean forgetting; empty
+    for a method that records no forgetting (joint) or when no naive ran in the same setup."""
+    ref = reference(g, groups)
+    if ref is None or ref is g or not ref.has("forgetting") or not g.has("forgetting"):
+        return []
+    base = float(np.mean(ref.values("forgetting")))
+    return [100.0 * (base - f) / base for f in g.values("forgetting")] if base > 0 else []
+
+
+REDUCTION = Measure("forgetting_reduction_pct", "forgetting reduction vs naive %", 1, reduction_values)
+MEASURES = (
+    Measure("avg_acc_pct", "avg acc %", 1, _metric("avg_acc", 100.0)),
+    Measure("forgetting_pct", "forgetting %", 1, _metric("forgetting", 100.0)),
+    Measure("bwt_pct", "BWT %", 1, _metric("bwt", 100.0)),
+    Measure("fwt_pct", "FWT %", 1, _metric("fwt", 100.0)),
+    Measure("learning_acc_pct", "learning acc %", 1, _metric("learning_acc", 100.0)),
+    REDUCTION,
+    Measure("train_s", "train time s", 2, _metric("train_seconds")),
+    Measure("wall_s", "wall time s", 2, _metric("wall_seconds")),
+    Measure("peak_mem_mb_per_run", "peak memory MB (per run)", 0, _metric("peak_mem_mb")),
+)
+
+
+def params_of(g: Group) -> str:
+    params = g.values("trainable_params")
+    return f"{int(params[0]):,}" if params else "—"
 
 
 def _budget(cfg: dict[str, Any]) -> str:
@@ -33,32 +77,30 @@ def _budget(cfg: dict[str, Any]) -> str:
 
 
 def setup_table(groups: list[Group]) -> Table:
-    """One row per group: what the runs had in common, and their seeds and orders."""
+    """One row per group: what the runs had in common (the scenario as run), their seeds and orders."""
     rows = []
     for g in groups:
         c = g.config
         backbone = c.get("backbone", "?") + (f" {'-'.join(map(str, c['hidden']))}"
                                               if c.get("backbone") == "mlp" and c.get("hidden") else "")
-        tasks = {len(r["acc_matrix"]) for r in g.runs}
-        rows.append([g.label, str(c.get("scenario") or "benchmark default"), "/".join(map(str, sorted(tasks))),
-                     backbone, _budget(c), ", ".join(map(str, sorted({r["seed"] for r in g.runs}))),
+        rows.append([g.label, scenario_of(g.runs[0]), "/".join(map(str, g.num_tasks())), backbone, _budget(c),
+                     ", ".join(map(str, sorted({r["seed"] for r in g.runs}))),
                      ", ".join(map(str, sorted({r["config"].get("order", 0) for r in g.runs}))), str(len(g.runs))])
     return Table(["method", "scenario", "tasks", "backbone", "budget", "seeds", "orders", "runs"], rows,
                  ["l", "l", "r", "l", "l", "l", "l", "r"])
 
 
-def _reduction(g: Group, groups: list[Group]) -> tuple[float, float] | None:
-    """Forgetting reduction against naive in %, per run relative to naive's mean forgetting."""
-    ref = reference(g, groups)
-    if ref is None or not ref.values("forgetting"):
-        return None
-    base = float(np.mean(ref.values("forgetting")))
-    if base <= 0:
-        return None
-    return confidence_interval([100.0 * (base - f) / base for f in g.values("forgetting")])
+def results_table(groups: list[Group]) -> Table:
+    rows = []
+    for g in groups:
+        cells = [format_mean_ci(m.values(g, groups), scale=1.0, digits=m.digits) for m in MEASURES]
+        if reference(g, groups) is g:
+            cells[MEASURES.index(REDUCTION)] = "reference"
+        rows.append([g.label, str(len(g.runs)), *cells, params_of(g)])
+    return Table(["method", "runs"] + [with_ci(m.title) for m in MEASURES] + ["trainable params"], rows)
 
 
-def _cost(g: Group, groups: list[Group]) -> float | None:
+def cost_ratio(g: Group, groups: list[Group]) -> float | None:
     """Mean training time over naive's (training only: warm-up and evaluation are not the method's)."""
     ref = reference(g, groups)
     if ref is None or not ref.values("train_seconds") or not g.values("train_seconds"):
@@ -66,34 +108,30 @@ def _cost(g: Group, groups: list[Group]) -> float | None:
     return float(np.mean(g.values("train_seconds")) / np.mean(ref.values("train_seconds")))
 
 
-def results_table(groups: list[Group]) -> Table:
-    rows = []
-    for g in groups:
-        red = _reduction(g, groups)
-        params = g.values("trainable_params")
-        rows.append([g.label, str(len(g.runs))] + [fmt_ci(g.ci(k), 100.0) for k, _ in _PERCENT]
-                    + [fmt_ci(red) if red else "—", fmt_ci(g.ci("train_seconds"), digits=2),
-                       fmt_ci(g.ci("wall_seconds"), digits=2),
-                       fmt_ci(g.ci("peak_mem_mb"), digits=0), f"{int(params[0]):,}" if params else "—"])
-    header = ["method", "runs"] + [t for _, t in _PERCENT] + ["forgetting reduction vs naive %", "train time s",
-                                                               "wall time s",
-                                                               "peak memory MB", "trainable params"]
-    return Table(header, rows)
-
-
 def comparison_table(groups: list[Group]) -> Table:
-    """The seed's comparison table, rebuilt from measurements."""
+    """Against naive in the same setup: what each method saves and costs, and what it is."""
     rows = []
     for g in groups:
-        red, cost = _reduction(g, groups), _cost(g, groups)
-        rows.append([g.label, fmt_ci(red) + (" %" if red else ""), f"{cost:.2f}x" if cost else "—",
-                     complexity(g.strategy)])
-    return Table(["method", "forgetting reduction", "compute cost (train time vs naive)", "complexity"], rows,
-                 ["l", "r", "r", "l"])
+        red, cost = reduction_values(g, groups), cost_ratio(g, groups)
+        rows.append([g.label, "reference" if reference(g, groups) is g else format_mean_ci(red, scale=1.0),
+                     f"{cost:.2f}x" if cost else "—", summary(g.strategy), complexity(g.strategy)])
+    return Table(["method", with_ci("forgetting reduction %"), "compute cost (train time vs naive)", "what it does",
+                  "memory and compute"], rows, ["l", "r", "r", "l", "l"])
+
+
+def task_ranges(tasks: set[int]) -> str:
+    """``1, 3–5``: task numbers with runs of consecutive ones joined."""
+    out: list[list[int]] = []
+    for t in sorted(tasks):
+        if out and t == out[-1][1] + 1:
+            out[-1][1] = t
+        else:
+            out.append([t, t])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in out) or "—"
 
 
 def diagnostics_table(groups: list[Group], events: dict[int, list[dict[str, Any]]]) -> Table | None:
-    """One row per (method, kind of event): how many runs raised it, at which tasks, an example."""
+    """One row per (method, kind of event): how many runs raised it, at which tasks (1-based), an example."""
     seen: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"runs": set(), "tasks": set(), "msg": ""})
     for g in groups:
         for r in g.runs:
@@ -101,11 +139,11 @@ def diagnostics_table(groups: list[Group], events: dict[int, list[dict[str, Any]
                 row = seen[(g.label, e["kind"])]
                 row["runs"].add(r["id"])
                 if e.get("task") is not None:
-                    row["tasks"].add(int(e["task"]))
+                    row["tasks"].add(int(e["task"]) + 1)  # stored 0-based, shown as people count
                 row["msg"] = row["msg"] or e["message"]
     if not seen:
         return None
     totals = {g.label: len(g.runs) for g in groups}
-    rows = [[label, kind, f"{len(v['runs'])}/{totals[label]}", ", ".join(map(str, sorted(v["tasks"]))) or "—",
-             v["msg"]] for (label, kind), v in sorted(seen.items())]
+    rows = [[label, kind, f"{len(v['runs'])}/{totals[label]}", task_ranges(v["tasks"]), v["msg"]]
+            for (label, kind), v in sorted(seen.items())]
     return Table(["method", "warning", "runs", "tasks", "example"], rows, ["l", "l", "r", "l", "l"])

@@ -1,0 +1,73 @@
+"""The results table for other tools: CSV with one number per cell (for pandas, R, a
+spreadsheet) and a LaTeX ``tabular`` per benchmark (booktabs) to ``\\input`` into a paper.
+``ci95`` / ``±`` is the half-width of the 95% Student-t interval over runs, empty / absent under
+:data:`~retain.metrics.MIN_RUNS_FOR_INTERVAL` runs, as in the Markdown report."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from retain.metrics import MIN_RUNS_FOR_INTERVAL, confidence_interval
+from retain.report.data import Group
+from retain.report.tables import MEASURES, params_of
+
+
+def _number(x: float, digits: int) -> str:
+    return f"{x:.{digits + 2}f}"  # two digits more than the tables show: a file is for further work
+
+
+def results_csv(by_bench: dict[str, list[Group]]) -> str:
+    """One row per benchmark and method; per measure ``<key>_mean`` and ``<key>_ci95``."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    stats = [f"{m.key}_{s}" for m in MEASURES for s in ("mean", "ci95")]
+    w.writerow(["benchmark", "method", "strategy", "runs", *stats, "trainable_params"])
+    for bench, groups in by_bench.items():
+        for g in groups:
+            cells = []
+            for m in MEASURES:
+                v = m.values(g, groups)
+                mean, half = confidence_interval(v) if v else (None, None)
+                cells += [_number(mean, m.digits) if v else "",
+                          _number(half, m.digits) if len(v) >= MIN_RUNS_FOR_INTERVAL else ""]
+            params = g.values("trainable_params")
+            w.writerow([bench, g.label, g.strategy, len(g.runs)] + cells + [int(params[0]) if params else ""])
+    return buf.getvalue()
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def _latex_cell(values: list[float], digits: int) -> str:
+    if not values:
+        return "--"
+    mean, half = confidence_interval(values)
+    if len(values) < MIN_RUNS_FOR_INTERVAL:
+        return f"${mean:.{digits}f}$ ($n{{=}}{len(values)}$)"
+    return f"${mean:.{digits}f} \\pm {half:.{digits}f}$"
+
+
+def results_latex(by_bench: dict[str, list[Group]]) -> str:
+    """A booktabs ``table`` per benchmark, one row per method."""
+    out = ["% retain results; needs \\usepackage{booktabs}. +/- is the 95% Student-t CI half-width over runs."]
+    for bench, groups in by_bench.items():
+        header = ["Method", "Runs"] + [latex_escape(m.title) for m in MEASURES] + ["Trainable params"]
+        out += ["\\begin{table}[t]", "\\centering",
+                f"\\caption{{Results on {latex_escape(bench)}: mean $\\pm$ half-width of the 95\\% Student-$t$ "
+                f"confidence interval over runs (mean and $n$ only under {MIN_RUNS_FOR_INTERVAL} runs).}}",
+                f"\\label{{tab:retain-{''.join(c if c.isalnum() else '-' for c in bench)}}}",
+                "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
+                " & ".join(header) + " \\\\", "\\midrule"]
+        for g in groups:
+            cells = [latex_escape(g.label), str(len(g.runs))]
+            cells += [_latex_cell(m.values(g, groups), m.digits) for m in MEASURES]
+            cells.append(latex_escape(params_of(g)).replace(",", "{,}"))
+            out.append(" & ".join(cells) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(out)
