@@ -119,6 +119,7 @@ def format_mean_ci(values: Sequence[float], *, scale: float = 100.0, digits: int
     if len(values) == 0:
         return "—"
     mean, half = confidence_interval(values)
+    m = round(mean * scale, digits) + 0.0  # + 0.0: no "-0.0" for a mean that rounds to zero
     if len(values) < MIN_RUNS_FOR_INTERVAL:
-        return f"{mean * scale:.{digits}f} (n={len(values)})"
-    return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
+        return f"{m:.{digits}f} (n={len(values)})"
+    return f"{m:.{digits}f} ± {half * scale:.{digits}f}"
