@@ -59,7 +59,7 @@ class LwF(Strategy):
         cols = torch.tensor(self.old_classes)
         return distillation(logits[:, cols], old[:, cols], self.config.lwf_temperature)
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         logits = self.model(x)
         ce = F.cross_entropy(logits, y)
         kd = self.distill_loss(x, logits)

@@ -129,10 +129,10 @@ class OnlineLoRA(Strategy):
         terms = [(self.importance[n] * p.pow(2)).sum() for n, p in lora_parameters(self.model).items()]
         return 0.5 * self.config.lora_lambda * torch.stack(terms).sum()
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         self.steps += 1
         if not self.adapted:  # warm start: plain full training
-            out = super().observe(x, y, task)
+            out = super().observe(x, y, task, plain=plain)
             if self.steps >= self.config.warm_start:
                 self._attach()
             return out
