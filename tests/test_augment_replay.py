@@ -105,6 +105,14 @@ def test_der_stores_the_logits_of_the_augmented_input():
     assert not torch.allclose(s.buffer.logits, on_plain)
 
 
+def test_online_lora_hard_buffer_keeps_non_augmented_inputs():
+    pytest.importorskip("peft")
+    exp = image_task(augment=True)
+    s = make("online-lora", hard_buffer=4)
+    train(s, exp)
+    assert len(s.hard) == 4 and bool((matches(s.hard.x, exp.transform(exp.train_x)) >= 0).all())
+
+
 def test_without_augmentation_batches_carry_no_copy_and_the_buffer_stores_the_inputs():
     exp = image_task(augment=False)
     batches = list(iter_batches([exp], 8, torch.Generator().manual_seed(0)))
