@@ -58,12 +58,12 @@ def time_retain(data_dir: str, batches: int, batch_size: int, seed: int) -> tupl
     exp = bench.experiences[0]
     stream = iter_batches([exp], batch_size, gen)
     for _ in range(3):  # warm-up
-        x, y = next(stream)
+        x, y, _ = next(stream)
         strategy.observe(x, y, exp.task_id)
     t0, c0 = time.perf_counter(), time.process_time()
     loss_sum = torch.zeros(())
     for _ in range(batches):
-        x, y = next(stream)
+        x, y, _ = next(stream)
         loss_sum += strategy.observe(x, y, exp.task_id)["loss"]
     float(loss_sum)
     return (time.perf_counter() - t0) / batches, (time.process_time() - c0) / batches

@@ -17,7 +17,7 @@ from retain.store import Store
 
 
 def test_the_loop_raises_with_the_task_and_the_lr():
-    with pytest.raises(DivergedError, match=r"non-finite in task 0, epoch 0 with lr 1000000.0") as info:
+    with pytest.raises(DivergedError, match=r"non-finite in task 1, epoch 1 with lr 1000000.0") as info:
         run_experiment(RunConfig(benchmark="synthetic", lr=1e6))
     assert info.value.task == 0
 

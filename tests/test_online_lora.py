@@ -146,3 +146,25 @@ def test_vit_gets_adapters_on_query_and_value_only_and_merges_exactly():
     out = vit(x)
     merge_lora(vit)
     torch.testing.assert_close(vit(x), out, atol=1e-5, rtol=0)
+
+
+def test_fresh_adapter_penalty_is_exactly_zero_first_and_after_every_merge():
+    torch.manual_seed(0)
+    s = make(mean_threshold=10.0, var_threshold=10.0, lora_lambda=5.0)  # any full window is a plateau
+    adapter = lora_parameters(s.model)
+    assert any(p.abs().sum() > 0 for n, p in adapter.items() if "lora_A" in n), "A starts random (Kaiming)"
+    s.importance = {n: torch.rand_like(p) + 0.1 for n, p in adapter.items()}  # a live penalty on adapter 1
+    assert s.penalty().item() == 0.0, "a fresh adapter sits at its anchor"
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    s.observe(x, y, 0)
+    moved = {n: p.detach() - s.anchor[n] for n, p in lora_parameters(s.model).items()}
+    expected = 0.5 * 5.0 * sum((s.importance[n] * d.pow(2)).sum() for n, d in moved.items())
+    assert s.penalty().item() > 0 and torch.isclose(s.penalty(), expected)
+    for _ in range(4):
+        s.observe(x, y, 0)
+    assert s.consolidations == 1 and s.importance
+    fresh = lora_parameters(s.model)
+    assert any(p.abs().sum() > 0 for n, p in fresh.items() if "lora_A" in n)
+    assert s.penalty().item() == 0.0, "the adapter started after a merge sits at its own anchor, not at zero"
+    s.observe(x, y, 0)
+    assert s.penalty().item() > 0

@@ -44,7 +44,7 @@ def test_task_order_is_a_seeded_permutation():
 
 def test_joint_batches_mix_tasks_with_their_own_transform():
     b = make_benchmark("permuted-digits", tasks=2, seed=0)
-    seen = sum(len(y) for _, y in iter_batches(b.experiences, 64, torch.Generator().manual_seed(0)))
+    seen = sum(len(batch.y) for batch in iter_batches(b.experiences, 64, torch.Generator().manual_seed(0)))
     assert seen == 2 * b.experiences[0].num_train
 
 

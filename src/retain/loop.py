@@ -3,8 +3,8 @@ task after each one, and return the accuracy matrix with timings. Fits on a scre
 
 from __future__ import annotations
 
+import copy
 import random
-import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from retain.benchmarks import make_benchmark
-from retain.benchmarks.base import Benchmark, Experience
+from retain.benchmarks.base import Benchmark, Experience, TrainBatch, gather_train
 from retain.benchmarks.blur import blurred_batches
 from retain.checkpoint import Checkpointer
 from retain.errors import ConfigError, DivergedError
 from retain.evaluation import evaluate_all
-from retain.metrics import summarize
+from retain.metrics import average_accuracy, summarize
 from retain.models import BACKBONES
+from retain.peak_memory import PeakMemory
 from retain.plasticity import make_plasticity
 from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES, Strategy
@@ -39,14 +39,17 @@ class RunResult:
     metrics: dict[str, float]
     task_seconds: list[float]
     eval_seconds: list[float]
-    losses: list[float]
+    losses: list[float | None]  # mean training loss per task; None where nothing was trained
     wall_seconds: float
-    peak_mem_mb: float
+    peak_mem_mb: float  # peak resident memory in MiB; see peak_mem_source for its scope
     trainable_params: int
     task_order: list[int]
     stats: list[dict[str, Any]] = field(default_factory=list)
     probes: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: "vmhwm-run": the peak of this run (Linux); "ru_maxrss-process": the process's peak so far,
+    #: which includes earlier runs in the same process (see retain.peak_memory).
+    peak_mem_source: str = ""
 
 
 @dataclass
@@ -88,14 +91,12 @@ def build(cfg: RunConfig) -> tuple[Benchmark, Strategy]:
     return bench, strategy
 
 
-def iter_batches(exps: list[Experience], batch_size: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+def iter_batches(exps: list[Experience], batch_size: int, gen: torch.Generator) -> Iterator[TrainBatch]:
     """Shuffled batches over the union of ``exps``; each sample gets its own task's transform."""
     if len(exps) == 1:
-        e = exps[0]
-        perm = torch.randperm(e.num_train, generator=gen)
+        perm = torch.randperm(exps[0].num_train, generator=gen)
         for i in range(0, len(perm), batch_size):
-            idx = perm[i: i + batch_size]
-            yield e.prepare(e.train_x[idx], train=True), e.train_y[idx]
+            yield gather_train([(exps[0], perm[i: i + batch_size])])
         return
     sizes = torch.tensor([e.num_train for e in exps])
     owner = torch.repeat_interleave(torch.arange(len(exps)), sizes)
@@ -103,12 +104,43 @@ def iter_batches(exps: list[Experience], batch_size: int, gen: torch.Generator) 
     perm = torch.randperm(len(owner), generator=gen)
     for i in range(0, len(perm), batch_size):
         sel = perm[i: i + batch_size]
-        xs, ys = [], []
-        for k in owner[sel].unique().tolist():
-            idx = local[sel[owner[sel] == k]]
-            xs.append(exps[k].prepare(exps[k].train_x[idx], train=True))
-            ys.append(exps[k].train_y[idx])
-        yield torch.cat(xs), torch.cat(ys)
+        yield gather_train([(exps[k], local[sel[owner[sel] == k]]) for k in owner[sel].unique().tolist()])
+
+
+def training_sets(strategy: Strategy, exps: list[Experience]) -> list[list[Experience]]:
+    """What each task trains on; empty for the tasks a train-once method (joint) skips."""
+    last = len(exps) - 1
+    return [strategy.training_experiences(exps[: t + 1]) if not strategy.trains_once or t == last else []
+            for t in range(len(exps))]
+
+
+def train_task(cfg: RunConfig, strategy: Strategy, exps: list[Experience], t: int, train_on: list[Experience],
+               gen: torch.Generator, plastic, steps: int, on_epoch: Callable[[], None]) -> float:
+    """``cfg.epochs`` passes over ``train_on`` as task ``t``; returns the mean observed loss."""
+    exp = exps[t]
+    strategy.set_augmentation(exp.augment)  # before every task, task-free too (no begin_task there)
+    if not cfg.task_free:
+        strategy.begin_task(exp)
+    if plastic:
+        plastic.begin_task(t, exp, steps)
+    loss_sum, n_steps = torch.zeros(()), 0
+    for epoch in range(cfg.epochs):
+        batches = (blurred_batches(exps, t, cfg.blur, cfg.seed, cfg.batch_size, gen)
+                   if cfg.blur > 0 and len(train_on) == 1 else iter_batches(train_on, cfg.batch_size, gen))
+        for x, y, plain in batches:
+            loss_sum += strategy.observe(x, y, exp.task_id, plain=plain)["loss"]
+            if plastic:
+                plastic.after_step(x)
+            n_steps += 1
+        if not torch.isfinite(loss_sum):
+            raise DivergedError(f"loss became non-finite in task {t + 1}, epoch {epoch + 1} with lr {cfg.lr}; "
+                                "lower --lr", task=t)
+        on_epoch()
+    if plastic:  # before end_task, so a strategy's anchor (EWC) sees the consolidated weights
+        plastic.end_task(t)
+    if not cfg.task_free:
+        strategy.end_task(exp)
+    return float(loss_sum) / max(n_steps, 1)
 
 
 def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
@@ -117,16 +149,25 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
     """Train ``cfg.strategy`` on ``cfg.benchmark`` and return the accuracy matrix and costs.
 
     With ``checkpoint_dir`` the run saves its state after every task and, when started again
-    after a crash, resumes from the last saved task (see :mod:`retain.checkpoint`)."""
+    after a crash, resumes from the last saved task (see :mod:`retain.checkpoint`).
+
+    A train-once strategy (``Strategy.trains_once``: joint training) trains nothing before the
+    last task; there the model goes back to this run's initial weights and trains on every task's
+    data. Its metrics hold only ``avg_acc``: the earlier rows are of an untrained model, so
+    forgetting, BWT, FWT and learning accuracy would mean nothing."""
     t_start = time.perf_counter()
+    memory = PeakMemory()
+    memory.start()
     bench, strategy = build(cfg)
+    initial = copy.deepcopy(strategy.model.state_dict()) if strategy.trains_once else None
     plastic = make_plasticity(cfg.plasticity, strategy, cfg.seed)  # None unless a fix is enabled
     exps, task_il = bench.experiences, bench.scenario == "task-il"
     evaluate = lambda: evaluate_all(strategy.model, exps, task_il=task_il, num_classes=bench.num_classes)
     baseline = evaluate()
     gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_task = [cfg.epochs * -(-e.num_train // cfg.batch_size) for e in exps]
-    total, done = sum(steps_per_task), 0
+    sets = training_sets(strategy, exps)
+    steps_per_task = [cfg.epochs * -(-sum(e.num_train for e in s) // cfg.batch_size) for s in sets]
+    total = sum(steps_per_task)
     result = RunResult(cfg, cfg.key(), [], baseline, {}, [], [], [], 0.0, 0.0,
                        sum(p.numel() for p in strategy.model.parameters() if p.requires_grad),
                        bench.info.get("task_order", list(range(len(exps)))))
@@ -134,36 +175,24 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
     stateful = [*(after_task or ()), *([plastic] if plastic else [])]  # hooks and fixes with state to resume
     start = ckpt.resume(strategy, gen, result, stateful) if ckpt else 0
     done = sum(steps_per_task[:start])
-    for t, exp in enumerate(exps):
-        if t < start:  # already trained before the restart
-            continue
+    for t in range(start, len(exps)):  # tasks before ``start`` were trained before a restart
         t0 = time.perf_counter()
-        if not cfg.task_free:
-            strategy.begin_task(exp)
-        if plastic:
-            plastic.begin_task(t, exp, steps_per_task[t])
-        train_on = strategy.training_experiences(exps[: t + 1])
-        loss_sum, n_steps = torch.zeros(()), 0
-        for epoch in range(cfg.epochs):
-            batches = (blurred_batches(exps, t, cfg.blur, cfg.seed, cfg.batch_size, gen)
-                       if cfg.blur > 0 and len(train_on) == 1 else iter_batches(train_on, cfg.batch_size, gen))
-            for x, y in batches:
-                loss_sum += strategy.observe(x, y, exp.task_id)["loss"]
-                if plastic:
-                    plastic.after_step(x)
-                n_steps += 1
-            if not torch.isfinite(loss_sum):
-                raise DivergedError(f"loss became non-finite in task {t}, epoch {epoch} with lr {cfg.lr}; "
-                                    "lower --lr", task=t)
+        if strategy.trains_once and sets[t]:
+            # From this seed's initial weights and batch order: the final model is a fresh model of
+            # the seed trained on all data, whatever happened to it before.
+            strategy.reinitialise(initial)
+            gen.manual_seed(cfg.seed)
+
+        def on_epoch(t: int = t) -> None:
+            nonlocal done
             done += steps_per_task[t] // cfg.epochs
             if progress:
                 progress(done, total, f"task {t + 1}/{len(exps)}")
-        if plastic:  # before end_task, so a strategy's anchor (EWC) sees the consolidated weights
-            plastic.end_task(t)
-        if not cfg.task_free:
-            strategy.end_task(exp)
+
+        loss = (train_task(cfg, strategy, exps, t, sets[t], gen, plastic, steps_per_task[t], on_epoch)
+                if sets[t] else None)  # nothing trained at this task (joint before the last), so no loss
         result.task_seconds.append(time.perf_counter() - t0)
-        result.losses.append(float(loss_sum) / max(n_steps, 1))
+        result.losses.append(loss)
         t1 = time.perf_counter()
         result.acc_matrix.append(evaluate())
         result.eval_seconds.append(time.perf_counter() - t1)
@@ -174,7 +203,8 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
             ckpt.save(t, strategy, gen, result, time.perf_counter() - t_start, stateful)
     if ckpt:
         ckpt.finish()
-    result.metrics = summarize(result.acc_matrix, baseline)
+    result.metrics = ({"avg_acc": average_accuracy(result.acc_matrix)} if strategy.trains_once
+                      else summarize(result.acc_matrix, baseline))
     result.wall_seconds += time.perf_counter() - t_start
-    result.peak_mem_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.peak_mem_mb, result.peak_mem_source = memory.peak_mb(), memory.source
     return result

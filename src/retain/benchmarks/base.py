@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -39,6 +40,14 @@ class Experience:
         if train and self.augment is not None:
             out = self.augment(out)
         return out
+
+    def train_inputs(self, idx: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(inputs to train on, the same inputs before augmentation) for the training samples at
+        ``idx``; the second is None when this task has no augmentation (nothing extra is made)."""
+        plain = self.transform(self.train_x[idx])
+        if self.augment is None:
+            return plain, None
+        return self.augment(plain), plain
 
     @property
     def num_train(self) -> int:
@@ -75,6 +84,31 @@ class Benchmark:
             for i, p in enumerate(perm)
         ]
         return dataclasses.replace(self, experiences=exps, info={**self.info, "task_order": perm})
+
+
+class TrainBatch(NamedTuple):
+    """One training batch. ``plain`` holds the same samples transformed but not augmented (what a
+    replay buffer should store, to augment again when it replays them); None when no sample of the
+    batch is augmented, so the common case costs nothing extra."""
+
+    x: Tensor
+    y: Tensor
+    plain: Tensor | None
+
+
+def gather_train(parts: list[tuple[Experience, Tensor]]) -> TrainBatch:
+    """One training batch from (experience, training indices) pieces; each sample gets its own
+    task's transform and augmentation."""
+    if len(parts) == 1:
+        exp, idx = parts[0]
+        x, plain = exp.train_inputs(idx)
+        return TrainBatch(x, exp.train_y[idx], plain)
+    inputs = [exp.train_inputs(idx) for exp, idx in parts]
+    x = torch.cat([a for a, _ in inputs])
+    y = torch.cat([exp.train_y[idx] for exp, idx in parts])
+    if all(p is None for _, p in inputs):
+        return TrainBatch(x, y, None)
+    return TrainBatch(x, y, torch.cat([a if p is None else p for a, p in inputs]))
 
 
 def split_by_classes(

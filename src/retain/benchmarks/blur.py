@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from retain.benchmarks.base import Experience
+from retain.benchmarks.base import Experience, TrainBatch, gather_train
 
 
 def moved_indices(exp: Experience, blur: float, seed: int) -> Tensor:
@@ -39,7 +39,7 @@ def stream_parts(exps: list[Experience], t: int, blur: float, seed: int) -> list
 
 
 def blurred_batches(exps: list[Experience], t: int, blur: float, seed: int, batch_size: int,
-                    gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+                    gen: torch.Generator) -> Iterator[TrainBatch]:
     """Shuffled batches of task ``t``'s blurred stream; each sample gets its own task's transform."""
     parts = stream_parts(exps, t, blur, seed)
     owner = torch.cat([torch.full((len(idx),), k) for k, (_, idx) in enumerate(parts)])
@@ -47,9 +47,4 @@ def blurred_batches(exps: list[Experience], t: int, blur: float, seed: int, batc
     perm = torch.randperm(len(owner), generator=gen)
     for i in range(0, len(perm), batch_size):
         sel = perm[i: i + batch_size]
-        xs, ys = [], []
-        for k in owner[sel].unique().tolist():
-            exp, idx = parts[k][0], local[sel[owner[sel] == k]]
-            xs.append(exp.prepare(exp.train_x[idx], train=True))
-            ys.append(exp.train_y[idx])
-        yield torch.cat(xs), torch.cat(ys)
+        yield gather_train([(parts[k][0], local[sel[owner[sel] == k]]) for k in owner[sel].unique().tolist()])

@@ -1,6 +1,19 @@
 """Continual-learning strategies, one file each, registered by name."""
 
-from retain.strategies import agem, der, derpp, er, ewc, joint, lwf, naive, ode_memory, online_lora, si  # noqa: F401
+from retain.strategies import (  # noqa: F401
+    agem,
+    cumulative,
+    der,
+    derpp,
+    er,
+    ewc,
+    joint,
+    lwf,
+    naive,
+    ode_memory,
+    online_lora,
+    si,
+)
 from retain.strategies.base import STRATEGIES, Strategy, register_strategy
 from retain.strategies.config import StrategyConfig, hp
 

@@ -41,17 +41,17 @@ class AGEM(ReplayStrategy):
         return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                           for g, p in zip(grads, params)])
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         loss = F.cross_entropy(self.model(x), y)
         grad = self._flat_grad(loss)
         logged = {}
         if len(self.buffer):
-            replay = self.buffer.sample(self.config.replay_batch_size)
+            replay = self.replay(self.config.replay_batch_size)
             ref = self._flat_grad(F.cross_entropy(self.model(replay.x), replay.y))
             grad, dot = project(grad, ref)
             logged["projected"] = (dot < 0).float()
         self._apply(grad)
-        self.buffer.add(x, y, task)
+        self.remember(x, y, task, plain=plain)
         return {"loss": loss.detach(), **logged}
 
     def _apply(self, grad: Tensor) -> None:

@@ -28,7 +28,7 @@ class Strategy:
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: True when the method cannot work without task boundaries (it is refused task-free).
     needs_boundaries: ClassVar[bool] = False
-    #: What kind of method this is, for advice and grouping: "bound" (naive, joint: reference
+    #: What kind of method this is, for advice and grouping: "bound" (naive, cumulative, joint: reference
     #: points, never told to fix themselves), "replay" (keeps past samples), "regularisation",
     #: "adapter", or "other".
     family: ClassVar[str] = "other"
@@ -41,6 +41,11 @@ class Strategy:
     #: Run settings (optimizer, lr, ...) this method uses unless the user or a preset sets them,
     #: e.g. the optimizer its paper uses.
     run_defaults: ClassVar[dict[str, Any]] = {}
+    #: True for joint training: the loop trains nothing before the last task, then puts the model
+    #: back to the run's initial weights (:meth:`reinitialise`) and trains once on every task's
+    #: data (:meth:`training_experiences` at the last task). The earlier rows of the accuracy
+    #: matrix are of an untrained model, so such a run's metrics hold only ``avg_acc``.
+    trains_once: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, config: StrategyConfig, *, make_optimizer: OptimizerFactory,
                  num_classes: int, device: torch.device | str = "cpu"):
@@ -51,12 +56,22 @@ class Strategy:
         self.device = torch.device(device)
         self.optimizer = make_optimizer(p for p in model.parameters() if p.requires_grad)
         self.task = -1
+        self.augment: Callable[[Tensor], Tensor] | None = None  # set by the loop before each task
 
     # ---- hooks -------------------------------------------------------------------------------
     def begin_task(self, experience: Experience) -> None:
         self.task = experience.task_id
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def set_augmentation(self, augment: Callable[[Tensor], Tensor] | None) -> None:
+        """The train-time augmentation of the coming task's inputs (None: none). The loop calls it
+        before every task, task-free included. Replay strategies store the non-augmented inputs
+        (``observe``'s ``plain``) and pass replayed ones through ``augment`` when they draw them,
+        as Mammoth does, so every replay sees a new augmentation."""
+        self.augment = augment
+
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
+        """One optimiser step on the batch ``(x, y)`` of ``task``. ``plain`` is ``x`` before
+        augmentation, None when the batch was not augmented (then ``x`` is plain already)."""
         loss = F.cross_entropy(self.model(x), y)
         self.step(loss)
         return {"loss": loss.detach()}
@@ -65,8 +80,14 @@ class Strategy:
         pass
 
     def training_experiences(self, seen: list[Experience]) -> list[Experience]:
-        """Which experiences the current task trains on (joint training returns all seen)."""
+        """Which experiences the current task trains on (cumulative and joint: all seen)."""
         return seen[-1:]
+
+    def reinitialise(self, model_state: dict[str, Any]) -> None:
+        """Back to ``model_state`` with a fresh optimiser: the re-initialisation of a train-once
+        method (subclasses with more learned state reset it too)."""
+        self.model.load_state_dict(model_state)
+        self.optimizer = self.make_optimizer(p for p in self.model.parameters() if p.requires_grad)
 
     def stats(self) -> dict[str, Any]:
         """Strategy state worth recording after a task (buffer statistics, counters)."""

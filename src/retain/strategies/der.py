@@ -7,6 +7,10 @@ DER stores each sample with the logits the network gave it when it was inserted 
 refreshed) and adds ``alpha * MSE(f(x'), z')`` on a buffer draw. DER++ adds
 ``beta * CE(f(x''), y'')`` on a second, independent draw. The buffer is a reservoir, so no task
 boundaries are needed.
+
+On augmented benchmarks the buffer keeps the non-augmented inputs and replayed ones are augmented
+when drawn (see :mod:`retain.strategies.er`); the stored logits are those of the augmented input
+the network saw at insertion, as in the paper and Mammoth.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class DER(ReplayStrategy):
 
     Config = DERConfig
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         cfg = self.config
         outputs = self.model(x)
         loss = F.cross_entropy(outputs, y)
@@ -41,15 +45,15 @@ class DER(ReplayStrategy):
         if len(self.buffer):
             # Separate forward passes, as in the authors' code: with batch-norm backbones a joint
             # forward would mix statistics of current and replayed samples.
-            first = self.buffer.sample(cfg.replay_batch_size)
+            first = self.replay(cfg.replay_batch_size)
             distill = F.mse_loss(self.model(first.x), first.logits)
             loss = loss + cfg.alpha * distill
             logged["distill"] = distill.detach()
             if cfg.beta > 0:
-                second = self.buffer.sample(cfg.replay_batch_size)
+                second = self.replay(cfg.replay_batch_size)
                 replay_ce = F.cross_entropy(self.model(second.x), second.y)
                 loss = loss + cfg.beta * replay_ce
                 logged["replay_ce"] = replay_ce.detach()
         self.step(loss)
-        self.buffer.add(x, y, task, logits=outputs.detach())
+        self.remember(x, y, task, plain=plain, logits=outputs.detach())
         return {"loss": loss.detach(), **logged}

@@ -5,10 +5,16 @@ a reservoir of past samples; only the current samples are then offered to the re
 Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", arXiv:1902.10486 (2019);
 reservoir insertion as in Riemer et al., ICLR 2019 and the DER paper's ER baseline.
 No task boundaries are needed.
+
+On augmented benchmarks the buffer stores the inputs before augmentation and augments replayed
+samples each time they are drawn, as Mammoth does (it stores ``not_aug_inputs`` and applies its
+transform in ``Buffer.get_data``): a replayed image is seen under a new crop and flip each time,
+not frozen under the one it had when it was inserted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from retain.memory import ClassBalancedBuffer, ReservoirBuffer, buffer_stats
+from retain.memory import ClassBalancedBuffer, ReplayBatch, ReservoirBuffer, buffer_stats
 from retain.strategies.base import Strategy, register_strategy
 from retain.strategies.config import StrategyConfig, hp
 
@@ -32,7 +38,10 @@ class ReplayConfig(StrategyConfig):
 
 
 class ReplayStrategy(Strategy):
-    """A strategy that owns a reservoir buffer, reports its statistics and checkpoints it."""
+    """A strategy that owns a reservoir buffer, reports its statistics and checkpoints it.
+
+    Subclasses insert with :meth:`remember` and draw with :meth:`replay`, which keep the buffer
+    free of augmentation and augment what they draw (see the module docstring)."""
 
     family = "replay"
 
@@ -42,6 +51,18 @@ class ReplayStrategy(Strategy):
         super().__init__(model, config, **kwargs)
         kind = ClassBalancedBuffer if config.buffer_kind == "class-balanced" else ReservoirBuffer
         self.buffer = kind(config.buffer_size)
+
+    def replay(self, k: int) -> ReplayBatch:
+        """``k`` buffer items, their inputs augmented afresh when the benchmark augments."""
+        batch = self.buffer.sample(k)
+        if self.augment is not None:
+            batch = dataclasses.replace(batch, x=self.augment(batch.x))
+        return batch
+
+    def remember(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None,
+                 logits: Tensor | None = None) -> None:
+        """Offer the current batch to the buffer: its non-augmented inputs ``plain`` when given."""
+        self.buffer.add(x if plain is None else plain, y, task, logits=logits)
 
     def stats(self) -> dict[str, Any]:
         return {"buffer": buffer_stats(self.buffer)}
@@ -58,12 +79,12 @@ class ReplayStrategy(Strategy):
 class ER(ReplayStrategy):
     """Experience replay: CE over [current batch; buffer batch], then reservoir insertion."""
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         inputs, labels = x, y
         if len(self.buffer):
-            replay = self.buffer.sample(self.config.replay_batch_size)
+            replay = self.replay(self.config.replay_batch_size)
             inputs, labels = torch.cat([x, replay.x]), torch.cat([y, replay.y])
         loss = F.cross_entropy(self.model(inputs), labels)
         self.step(loss)
-        self.buffer.add(x, y, task)
+        self.remember(x, y, task, plain=plain)
         return {"loss": loss.detach()}

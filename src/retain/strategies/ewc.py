@@ -64,7 +64,7 @@ class EWC(Strategy):
         terms = [quadratic_penalty(params, f, a) for f, a in zip(self.fishers, self.anchors)]
         return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum() if terms else torch.zeros(())
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         ce = F.cross_entropy(self.model(x), y)
         pen = self.penalty()
         self.step(ce + pen)

@@ -4,9 +4,11 @@ Li & Hoiem, "Learning without Forgetting", ECCV 2016 / TPAMI 2017, https://arxiv
 
 The model at the end of the previous task is kept frozen; on each batch of the new task its
 outputs on the *current* inputs are the soft targets of a distillation term at temperature T
-over the classes seen before. We use T^2 * KL(p_old^T || p_new^T): it has the same gradient as
-the paper's soft cross-entropy, is zero when the model still equals the old one, and the T^2
-keeps its scale independent of T (Hinton et al. 2015).
+over the classes seen before. We use T^2 * KL(p_old^T || p_new^T). The KL has the same gradient
+as the paper's soft cross-entropy and is zero when the model still equals the old one. The T^2
+factor is ours, not the paper's: the gradient of a temperature-T distillation term shrinks
+roughly as 1/T^2, and T^2 undoes that, so ``lwf_alpha`` keeps its meaning whatever T (Hinton et
+al. 2015, "Distilling the Knowledge in a Neural Network", arXiv:1503.02531).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from retain.strategies.config import StrategyConfig, hp
 
 @dataclass
 class LwFConfig(StrategyConfig):
-    lwf_alpha: float = hp(1.0, "LwF: weight of the distillation term", low=0.0)
-    lwf_temperature: float = hp(2.0, "LwF: distillation temperature T", low=0.0, low_open=True)
+    lwf_alpha: float = hp(1.0, "LwF: weight of the distillation term T^2 * KL(old || new) at temperature T", low=0.0)
+    lwf_temperature: float = hp(2.0, "LwF: distillation temperature T; the term is multiplied by T^2 (Hinton et al. "
+                                     "2015; not in the LwF paper) so its gradient scale stays about the same "
+                                     "whatever T", low=0.0, low_open=True)
 
 
 def distillation(logits: Tensor, old_logits: Tensor, temperature: float) -> Tensor:
@@ -39,7 +43,12 @@ def distillation(logits: Tensor, old_logits: Tensor, temperature: float) -> Tens
 
 @register_strategy("lwf")
 class LwF(Strategy):
-    """Cross-entropy on the new task plus distillation towards the previous model's outputs."""
+    """CE on the new task + alpha * T^2 * KL(old || new) at temperature T, on the old classes.
+
+    The T^2 factor is not in Li & Hoiem's loss; it keeps the distillation gradient's scale
+    independent of T, so ``lwf_alpha`` means the same at every temperature. Without it the term
+    would be T^2 times weaker (4x at the default T = 2): divide ``lwf_alpha`` by T^2 to compare
+    with implementations that leave it out."""
 
     family = "regularisation"
 
@@ -59,7 +68,7 @@ class LwF(Strategy):
         cols = torch.tensor(self.old_classes)
         return distillation(logits[:, cols], old[:, cols], self.config.lwf_temperature)
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         logits = self.model(x)
         ce = F.cross_entropy(logits, y)
         kd = self.distill_loss(x, logits)

@@ -52,7 +52,8 @@ class ODEMemory(ER):
 
     def _memory_items(self, training: bool) -> tuple[Tensor, Tensor] | None:
         """A fresh random draw of buffer items while training; a fixed set (the first slots) in
-        evaluation, so evaluation is deterministic."""
+        evaluation, so evaluation is deterministic. Memory items are read as stored, without
+        augmentation (they are context, not training samples; evaluation reads them the same way)."""
         k = min(self.config.memory_slots, len(self.buffer))
         if k == 0:
             return None

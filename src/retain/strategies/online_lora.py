@@ -7,13 +7,32 @@ hidden ``nn.Linear`` layers of an MLP) and the classifier head train. When the l
 (:class:`~retain.strategies.plateau.PlateauDetector`) the adapter's importance is updated, the
 adapter is merged into the base (a true W <- W + BA through PEFT's ``merge``; the official code
 adds A and B separately, which is wrong) and a fresh adapter starts (A Kaiming-uniform, B zero).
-The loss is CE(batch) + CE(hard buffer) + (lambda/2) sum Omega (A^2, B^2) on the live adapter.
+The loss is CE(batch) + CE(hard buffer) + (lambda/2) sum Omega [(A - A0)^2 + (B - B0)^2] on the
+live adapter, (A0, B0) its initial values.
 
-Deviations, on purpose: the plateau detector watches the batch cross-entropy only (the paper
-watches the sum of its loss terms; thresholds are rescaled to match); the importance uses every
-hard-buffer item (the official code uses one). ``warm_start`` batches of full training come
-first, because the method assumes a pretrained backbone and MNIST-like benchmarks start from
-random weights (see docs/results-regularisation.md).
+Deviations from the official code (github.com/Christina200/Online-LoRA-official), on purpose:
+
+* Initialisation and anchor. The official code zero-initialises both A and B of every adapter,
+  so its penalty Omega * A^2 pulls towards the initial value, but no gradient can reach A or B
+  (both factors are zero) and only the head learns. Here A starts Kaiming-uniform and B zero, as
+  in LoRA and PEFT, and the penalty is anchored at each fresh adapter's initial values: it is
+  exactly zero when an adapter starts (first one and after every merge) and pulls back towards
+  the start, as the official penalty does, instead of pulling the random A towards zero.
+* Hard buffer. The official hard buffer keeps the 4 highest-loss *mini-batches* and adds one
+  mean-CE term per entry (up to 4 batch-sized terms); here it keeps the ``hard_buffer``
+  highest-loss *samples* and adds their mean CE as one term, weighted like the current batch.
+* Importance scale. Omega here is the *mean* over the hard-buffer samples of the squared gradient
+  of the NLL at the model's own prediction; the official code *sums* over its entries (and, a
+  quirk, flattens each entry's batch of logits into one row before taking the NLL). The same
+  ``lora_lambda`` is therefore about ``hard_buffer`` times weaker here than the official value.
+* The plateau detector watches the batch cross-entropy only (the paper watches the sum of its
+  loss terms; thresholds are rescaled to match).
+* ``warm_start`` batches of full training come first, because the method assumes a pretrained
+  backbone and MNIST-like benchmarks start from random weights (see
+  docs/results-regularisation.md).
+
+On augmented benchmarks the hard buffer keeps the inputs before augmentation and augments them
+each time they are replayed, like the replay buffers (:mod:`retain.strategies.er`).
 """
 
 from __future__ import annotations
@@ -28,7 +47,7 @@ from torch import Tensor, nn
 from retain.errors import ConfigError
 from retain.strategies.base import Strategy, register_strategy
 from retain.strategies.config import StrategyConfig, hp
-from retain.strategies.penalties import fisher_diagonal
+from retain.strategies.penalties import detached_copy, fisher_diagonal, quadratic_penalty
 from retain.strategies.plateau import HardBuffer, PlateauDetector
 
 
@@ -38,12 +57,16 @@ class OnlineLoRAConfig(StrategyConfig):
     lora_alpha: float = hp(4.0, "Online-LoRA: LoRA scaling numerator (update = alpha/r * BA)", low=0.0, low_open=True)
     lora_targets: str = hp("auto", "Online-LoRA: comma-separated module names to adapt; auto = query,value "
                                    "if the model has them, else every hidden nn.Linear")
-    lora_lambda: float = hp(10.0, "Online-LoRA: strength of the importance penalty on A and B (the paper: 2000 "
-                                  "with Adam at 2e-4; with SGD at 0.1, 2000 diverges)", low=0.0)
+    lora_lambda: float = hp(10.0, "Online-LoRA: strength lambda of the penalty (lambda/2) sum Omega (theta - "
+                                  "theta0)^2 on the live adapter, theta0 its initial value. Omega is the mean over "
+                                  "hard-buffer samples of squared gradients; the official code sums over its entries, "
+                                  "so equal lambda is about hard-buffer times weaker here (the paper: 2000 with Adam "
+                                  "at 2e-4; with SGD at 0.1, 2000 diverges)", low=0.0)
     loss_window: int = hp(5, "Online-LoRA: number of recent losses in the plateau window", low=2)
     mean_threshold: float = hp(1.0, "Online-LoRA: plateau when the window's mean CE is below this", low=0.0)
     var_threshold: float = hp(0.02, "Online-LoRA: ... and the window's variance below this", low=0.0)
-    hard_buffer: int = hp(4, "Online-LoRA: hard buffer size (highest-loss samples replayed each step)", low=0)
+    hard_buffer: int = hp(4, "Online-LoRA: hard buffer size: the highest-loss samples, replayed each step as one "
+                             "mean-CE term (the official code keeps 4 whole mini-batches, one CE term each)", low=0)
     consolidate: bool = hp(True, "Online-LoRA: merge and restart the adapter on a plateau "
                                  "(false with lora-lambda 0, hard-buffer 0: plain LoRA fine-tuning)")
     warm_start: int = hp(0, "Online-LoRA: batches of full training before the base is frozen "
@@ -115,6 +138,7 @@ class OnlineLoRA(Strategy):
         self.detector = PlateauDetector(cfg.loss_window, cfg.mean_threshold, cfg.var_threshold)
         self.hard = HardBuffer(cfg.hard_buffer)
         self.importance: dict[str, Tensor] = {}
+        self.anchor: dict[str, Tensor] = {}  # the live adapter's initial values
         self.steps = self.plateaus = self.consolidations = 0
         self.adapted = False
         self.merge_error = 0.0
@@ -123,30 +147,36 @@ class OnlineLoRA(Strategy):
 
     def _attach(self) -> None:
         attach_lora(self.model, self.config)
+        self.anchor = detached_copy(lora_parameters(self.model))
         self.adapted = True
         self.optimizer = self.make_optimizer(p for p in self.model.parameters() if p.requires_grad)
 
     def penalty(self) -> Tensor:
+        """(lambda/2) sum Omega (theta - theta0)^2 over the live adapter: zero at its start."""
         if not self.importance or self.config.lora_lambda == 0:
             return torch.zeros(())
-        terms = [(self.importance[n] * p.pow(2)).sum() for n, p in lora_parameters(self.model).items()]
-        return 0.5 * self.config.lora_lambda * torch.stack(terms).sum()
+        return 0.5 * self.config.lora_lambda * quadratic_penalty(lora_parameters(self.model), self.importance,
+                                                                 self.anchor)
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         self.steps += 1
         if not self.adapted:  # warm start: plain full training
-            out = super().observe(x, y, task)
+            out = super().observe(x, y, task, plain=plain)
             if self.steps >= self.config.warm_start:
                 self._attach()
             return out
         n = len(y)
-        xs, ys = (torch.cat([x, self.hard.x]), torch.cat([y, self.hard.y])) if len(self.hard) else (x, y)
+        kept = x if plain is None else plain  # the hard buffer keeps inputs before augmentation
+        xs, ys = x, y
+        if len(self.hard):
+            hard_x = self.hard.x if self.augment is None else self.augment(self.hard.x)
+            xs, ys, kept = torch.cat([x, hard_x]), torch.cat([y, self.hard.y]), torch.cat([kept, self.hard.x])
         per_sample = F.cross_entropy(self.model(xs), ys, reduction="none")
         ce = per_sample[:n].mean()
         hard = per_sample[n:].mean() if len(ys) > n else torch.zeros(())
         pen = self.penalty()
         self.step(ce + hard + pen)
-        self.hard.update(xs, ys, per_sample)
+        self.hard.update(kept, ys, per_sample)
         if self.detector.update(float(ce.detach())) and self.config.consolidate:
             self._on_plateau(x)
         return {"loss": ce.detach(), "hard_loss": hard.detach(), "penalty": pen.detach()}
@@ -178,7 +208,7 @@ class OnlineLoRA(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         counters = torch.tensor([self.steps, self.plateaus, self.consolidations, int(self.adapted)])
-        return super().state_dict() | {"counters": counters, "importance": self.importance,
+        return super().state_dict() | {"counters": counters, "importance": self.importance, "anchor": self.anchor,
                                        "detector": self.detector.state_dict(), "hard": self.hard.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -186,6 +216,6 @@ class OnlineLoRA(Strategy):
         if adapted and not self.adapted:
             self._attach()  # the saved weights include adapter tensors: the modules must exist
         super().load_state_dict(state)
-        self.importance = state["importance"]
+        self.importance, self.anchor = state["importance"], state["anchor"]
         self.detector.load_state_dict(state["detector"])
         self.hard.load_state_dict(state["hard"])

@@ -53,7 +53,7 @@ class SI(Strategy):
         # unless someone changed the weights between tasks).
         self.start = detached_copy(trainable(self.model))
 
-    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         params = trainable(self.model)
         ce = F.cross_entropy(self.model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
