@@ -178,3 +178,10 @@ def test_class_balanced_buffer_kind_is_used_and_balances():
     assert s.stats()["buffer"]["class_counts"] == {0: 3, 1: 3, 2: 3}
     with pytest.raises(ConfigError, match="buffer-kind"):
         make("er", buffer_kind="fifo")
+
+
+def test_der_has_no_beta_so_a_shared_flag_cannot_turn_it_into_derpp():
+    from retain.strategies import STRATEGIES
+
+    assert "beta" not in {f.name for f, _ in STRATEGIES.get("der").Config.fields()}
+    assert "beta" in {f.name for f, _ in STRATEGIES.get("derpp").Config.fields()}

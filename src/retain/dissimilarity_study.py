@@ -79,7 +79,7 @@ def fraction_rows(records: list[dict[str, Any]], dissim: dict[tuple[float, int],
             continue
         p = float(r["config"]["benchmark_options"].get("permute_fraction", 1.0))
         rows.append({"fraction": p, "seed": r["seed"], "strategy": r["strategy"], **dissim[(p, r["seed"])],
-                     "forgetting": r["metrics"]["forgetting"], "avg_acc": r["metrics"]["avg_acc"]})
+                     "forgetting": r["metrics"].get("forgetting", float("nan")), "avg_acc": r["metrics"]["avg_acc"]})
     return rows
 
 

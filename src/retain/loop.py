@@ -50,6 +50,7 @@ class RunResult:
     #: "vmhwm-run": the peak of this run (Linux); "ru_maxrss-process": the process's peak so far,
     #: which includes earlier runs in the same process (see retain.peak_memory).
     peak_mem_source: str = ""
+    scenario: str = ""  # the scenario the benchmark used (a config may leave it to the benchmark)
 
 
 @dataclass
@@ -170,7 +171,7 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
     total = sum(steps_per_task)
     result = RunResult(cfg, cfg.key(), [], baseline, {}, [], [], [], 0.0, 0.0,
                        sum(p.numel() for p in strategy.model.parameters() if p.requires_grad),
-                       bench.info.get("task_order", list(range(len(exps)))))
+                       bench.info.get("task_order", list(range(len(exps)))), scenario=bench.scenario)
     ckpt = Checkpointer(checkpoint_dir, result.key) if checkpoint_dir is not None else None
     stateful = [*(after_task or ()), *([plastic] if plastic else [])]  # hooks and fixes with state to resume
     start = ckpt.resume(strategy, gen, result, stateful) if ckpt else 0

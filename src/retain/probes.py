@@ -92,16 +92,22 @@ class Probes:
         exp, R = exps[t], ctx.acc_matrix
         family = getattr(ctx.strategy, "family", "other")  # advice fits the method (none for the bounds)
         probes: dict[str, Any] = {"task": t, "learning_acc": R[t][t]}
-        events = forgetting.sudden_forgetting_events(
-            R, t, cfg.forgetting_threshold, advice=advice.advice("sudden_forgetting", family)) if t > 0 else []
+        # A strategy that trains once at the end (joint) has untrained rows before it: their
+        # accuracies say nothing about forgetting or plasticity, so they raise no such event.
+        learns = not getattr(ctx.strategy, "trains_once", False)
+        events = []
+        if t > 0 and learns:
+            events += forgetting.sudden_forgetting_events(R, t, cfg.forgetting_threshold,
+                                                          advice=advice.advice("sudden_forgetting", family))
         probes.update(forgetting.forgetting_probes(R, t))
         probes.update(plasticity_probes(ctx.strategy.model, exp.prepare(exp.test_x[: cfg.batch]), cfg.tau))
         self.learn.append(R[t][t])
         self.dormant.append(probes.get("dormant_redo", 0.0))
         probes["learning_acc_slope"] = plasticity.slope(self.learn[-cfg.collapse_window:])
-        events += plasticity.collapse_events(self.learn, self.dormant, window=cfg.collapse_window,
-                                             min_drop=cfg.collapse_min_drop,
-                                             advice=advice.advice("plasticity_collapse", family))
+        if learns:
+            events += plasticity.collapse_events(self.learn, self.dormant, window=cfg.collapse_window,
+                                                 min_drop=cfg.collapse_min_drop,
+                                                 advice=advice.advice("plasticity_collapse", family))
         seen = {c for e in exps[: t + 1] for c in e.classes}
         buf = buffer.buffer_probes(ctx.strategy.stats(), seen, t + 1)
         probes.update(buf)

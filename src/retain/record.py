@@ -22,12 +22,14 @@ def _threads() -> int:
 
 def finished_record(result: RunResult, *, study: str, started_at: float) -> dict[str, Any]:
     cfg = result.config
-    rec = {k: v for k, v in dataclasses.asdict(result).items() if k not in ("config", "stats")}
+    rec = {k: v for k, v in dataclasses.asdict(result).items()
+           if k not in ("config", "stats", "peak_mem_source", "scenario")}
     rec.update(
         run_key=result.key, study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
         config=cfg.resolved(), versions=versions(), revision=revision(), status="finished",
         started_at=started_at, finished_at=time.time(),
-        extra={"stats": result.stats, "order": cfg.order, "threads": _threads()},
+        extra={"stats": result.stats, "order": cfg.order, "threads": _threads(), "scenario": result.scenario,
+               "peak_mem_source": result.peak_mem_source},
     )
     return rec
 

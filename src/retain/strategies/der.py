@@ -28,12 +28,13 @@ from retain.strategies.er import ReplayConfig, ReplayStrategy
 @dataclass
 class DERConfig(ReplayConfig):
     alpha: float = hp(1.0, "weight of the logit-matching (MSE) term on replayed samples", low=0.0)
-    beta: float = hp(0.0, "weight of the replayed-label CE term (0 is DER, > 0 is DER++)", low=0.0)
 
 
 @register_strategy("der")
 class DER(ReplayStrategy):
-    """CE(current) + alpha * MSE(logits on buffer inputs, stored logits) [+ beta * CE(buffer)]."""
+    """CE(current) + alpha * MSE(logits on buffer inputs, stored logits); DER++ adds beta * CE(buffer).
+
+    DER has no ``beta``: a shared ``--beta`` flag must never turn DER into DER++ (``derpp``)."""
 
     Config = DERConfig
 
@@ -49,10 +50,11 @@ class DER(ReplayStrategy):
             distill = F.mse_loss(self.model(first.x), first.logits)
             loss = loss + cfg.alpha * distill
             logged["distill"] = distill.detach()
-            if cfg.beta > 0:
+            beta = getattr(cfg, "beta", 0.0)  # DER++ only (DERppConfig)
+            if beta > 0:
                 second = self.replay(cfg.replay_batch_size)
                 replay_ce = F.cross_entropy(self.model(second.x), second.y)
-                loss = loss + cfg.beta * replay_ce
+                loss = loss + beta * replay_ce
                 logged["replay_ce"] = replay_ce.detach()
         self.step(loss)
         self.remember(x, y, task, plain=plain, logits=outputs.detach())

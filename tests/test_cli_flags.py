@@ -1,0 +1,41 @@
+"""Hyperparameter flags of `retain run`: a shared flag goes to the selected strategies that have
+that field, `--hp STRATEGY.NAME=VALUE` to one strategy, and no flag changes what a method is."""
+
+from __future__ import annotations
+
+from retain.cli import build_parser
+from retain.commands.run import _configs
+
+
+def configs(*argv: str):
+    args = build_parser().parse_args(["run", "--benchmark", "synthetic", "--seeds", "1", *argv])
+    return {c.strategy: c for c in _configs(args)}
+
+
+def test_shared_beta_goes_to_derpp_only_and_der_stays_der():
+    got = configs("--strategy", "der", "--strategy", "derpp", "--beta", "0.3")
+    assert got["derpp"].strategy_config().beta == 0.3
+    assert not hasattr(got["der"].strategy_config(), "beta")
+
+
+def test_hp_sets_one_strategy_and_overrides_the_shared_flag():
+    got = configs("--strategy", "er", "--strategy", "derpp", "--buffer-size", "64", "--hp", "derpp.buffer_size=32")
+    assert got["er"].strategy_config().buffer_size == 64
+    assert got["derpp"].strategy_config().buffer_size == 32
+
+
+def test_a_strategy_gets_its_papers_optimizer_unless_told_otherwise():
+    assert configs("--strategy", "online-lora")["online-lora"].optimizer == "adam"
+    assert configs("--strategy", "online-lora", "--optimizer", "sgd")["online-lora"].optimizer == "sgd"
+    assert configs("--strategy", "naive")["naive"].optimizer == "sgd"
+
+
+def test_version(capsys):
+    import pytest
+
+    from retain import __version__
+    from retain.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and __version__ in capsys.readouterr().out
