@@ -4,6 +4,7 @@ subset of its runs (--study, --benchmark, --strategy), optionally TensorBoard ev
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -21,17 +22,29 @@ def add_parser(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from retain.errors import StoreError
     from retain.report import write_report
     from retain.store import Store
 
     path = Path(args.store)
-    if not path.is_file():
-        raise StoreError(f"{path}: no results store there (run `retain run` first, or give the store's path)")
-    store = Store(path)
-    paths = write_report(store, args.out or path.parent, study=args.study, benchmark=args.benchmark,
+    store = Store(path, readonly=True)  # a report never changes the store, and works in a read-only folder
+    out = Path(args.out) if args.out else path.parent
+    _check_writable(out)
+    paths = write_report(store, out, study=args.study, benchmark=args.benchmark,
                          strategy=args.strategy, title=args.title or ", ".join(args.study or []),
                          tensorboard=args.tensorboard)
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """One line before any rendering when the report cannot be written (e.g. the store's folder
+    is read-only: the store can be read there, the report needs --out)."""
+    from retain.errors import ConfigError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the report there ({exc.strerror}); give --out DIR") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"{out}: cannot write the report there (not writable); give --out DIR")
