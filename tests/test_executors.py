@@ -196,7 +196,7 @@ def test_a_local_ray_ends_with_its_sigkilled_driver(tmp_path):
     pytest.importorskip("ray")
     proc = subprocess.Popen(retain("run", *_POOL_STUDY, "--backend", "ray", "--out", str(tmp_path)), env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    running = lambda: any("ray::_ray_task" in cmd for cmd in session(proc.pid).values())  # noqa: E731
+    running = lambda: any("ray::_ray_task" in cmd for cmd in session(proc.pid).values())
     assert wait_until(lambda: running() or proc.poll() is not None, 240, 0.5)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     seen = session(proc.pid)

@@ -41,8 +41,8 @@ def _holder(fd: int) -> str:
 def acquire(store: Path) -> str:
     """Take the writer lock of ``store`` (waiting for another writer to finish); returns the
     key to give back to :func:`release`."""
-    path = lock_path(store)
-    key = str(path.resolve())
+    path = lock_path(store.resolve())  # a store reached through a symlink has the same lock
+    key = str(path)
     with _guard:
         if key in _held:
             _held[key][1] += 1
