@@ -175,6 +175,7 @@ def _start_driver(out: Path, *extra: str, ready: int) -> tuple[subprocess.Popen,
     return proc, session(proc.pid)
 
 
+@pytest.mark.slow
 def test_workers_end_within_seconds_of_a_sigkilled_driver(tmp_path):
     proc, seen = _start_driver(tmp_path, ready=4)  # fork server, resource tracker, 2 workers
     os.kill(proc.pid, signal.SIGKILL)
@@ -183,6 +184,7 @@ def test_workers_end_within_seconds_of_a_sigkilled_driver(tmp_path):
     assert lock_is_free(tmp_path / "retain.db")  # no child kept the store's writer lock
 
 
+@pytest.mark.slow
 def test_an_interrupted_driver_stops_its_workers_instead_of_waiting_for_them(tmp_path):
     proc, _ = _start_driver(tmp_path, ready=4)
     proc.send_signal(signal.SIGINT)
