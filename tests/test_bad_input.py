@@ -105,6 +105,24 @@ def _checkpoint_malicious(tmp: Path) -> list[str]:
     return [*SYNTH, "--strategy", "naive", "--checkpoint-dir", str(tmp / "ckpt")]
 
 
+def _checkpoint_bad(kind: str) -> Setup:
+    """A checkpoint of random bytes, or a directory where the checkpoint file should be."""
+
+    def setup(tmp: Path) -> list[str]:
+        from retain.checkpoint import path_for
+        from retain.runconfig import RunConfig
+
+        path = path_for(tmp / "ckpt", RunConfig(benchmark="synthetic", strategy="naive", seed=0).key())
+        path.parent.mkdir()
+        if kind == "directory":
+            path.mkdir()
+        else:
+            path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        return [*SYNTH, "--strategy", "naive", "--checkpoint-dir", str(tmp / "ckpt")]
+
+    return setup
+
+
 def _study(text: str) -> Setup:
     def setup(tmp: Path) -> list[str]:
         (tmp / "study.toml").write_text(text)
@@ -150,6 +168,10 @@ CASES = [
          r"data_batch_1: refuses to load global posix\.system"),
     Case("checkpoint-malicious-pickle", "checkpoint whose pickle calls os.system", _checkpoint_malicious,
          r"\.pt: checkpoint refused: it holds objects other than tensors"),
+    Case("checkpoint-random-bytes", "checkpoint file of random bytes", _checkpoint_bad("bytes"),
+         r"checkpoint (is corrupt or truncated|refused)"),
+    Case("checkpoint-is-a-directory", "a directory where the checkpoint file should be",
+         _checkpoint_bad("directory"), r"the checkpoint path is not a file"),
     Case("unknown-benchmark", "--benchmark nope", _flags("--benchmark", "nope"),
          r"unknown benchmark 'nope'; known: .*synthetic"),
     Case("unknown-strategy", "--strategy nope", _flags(*SYNTH, "--strategy", "nope"),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import env, lock_is_free, retain, session, wait_until
 from retain.cli import main
 from retain.errors import ConfigError
 from retain.executors import InProcess, ProcessPool, Ray, make_executor, run_study
@@ -157,3 +158,50 @@ def test_cli_flags_record_the_command_that_reproduces_them(tmp_path):
     assert command.startswith("retain run ") and "--out" not in command and "--quiet" not in command
     for part in ("--benchmark synthetic", "--strategy naive", "--seeds 1", "--epochs 1", "--hidden 8,8"):
         assert part in command
+
+
+# ---- no orphans: the driver's end is its workers' end ------------------------------------------
+_POOL_STUDY = ["--benchmark", "synthetic", "--strategy", "naive", "--seeds", "4", "--tasks", "3", "--epochs", "200",
+               "--hidden", "16", "--quiet", "--no-report", "--workers", "2"]
+
+
+def _start_driver(out: Path, *extra: str, ready: int) -> tuple[subprocess.Popen, dict[int, str]]:
+    """Start `retain run` in a session of its own; wait until ``ready`` processes besides the
+    driver are up (its pool, fork server and resource tracker, or its Ray)."""
+    proc = subprocess.Popen(retain("run", *_POOL_STUDY, "--out", str(out), *extra), env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    assert wait_until(lambda: len(session(proc.pid)) > ready or proc.poll() is not None, 180, 0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    return proc, session(proc.pid)
+
+
+@pytest.mark.slow
+def test_workers_end_within_seconds_of_a_sigkilled_driver(tmp_path):
+    proc, seen = _start_driver(tmp_path, ready=4)  # fork server, resource tracker, 2 workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert wait_until(lambda: not session(proc.pid), 10), (seen, session(proc.pid))
+    assert lock_is_free(tmp_path / "retain.db")  # no child kept the store's writer lock
+
+
+@pytest.mark.slow
+def test_an_interrupted_driver_stops_its_workers_instead_of_waiting_for_them(tmp_path):
+    proc, _ = _start_driver(tmp_path, ready=4)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert "retain: interrupted" in proc.stderr.read().decode()
+    assert wait_until(lambda: not session(proc.pid), 10), session(proc.pid)
+
+
+@pytest.mark.slow
+def test_a_local_ray_ends_with_its_sigkilled_driver(tmp_path):
+    pytest.importorskip("ray")
+    proc = subprocess.Popen(retain("run", *_POOL_STUDY, "--backend", "ray", "--out", str(tmp_path)), env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    running = lambda: any("ray::_ray_task" in cmd for cmd in session(proc.pid).values())
+    assert wait_until(lambda: running() or proc.poll() is not None, 240, 0.5)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    seen = session(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert wait_until(lambda: not session(proc.pid), 20), (seen, session(proc.pid))

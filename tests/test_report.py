@@ -67,7 +67,7 @@ def test_markdown_holds_measured_numbers(store, tmp_path):
     assert "| naive | 3 |" in md and f"{m:.1f} ± {h:.1f}" in md
     # joint (the old, task-by-task one here) forgets 0.1 everywhere: reduction = (0.5 - 0.1) / 0.5 = 80 % in
     # every run, so no spread; cost 3x naive's training time; described by its class's docstring
-    assert re.search(r"\| joint \| 80\.0 ± 0\.0 \| 3\.00x \| Train on all data", md)
+    assert re.search(r"\| joint \| 80\.0 ± 0\.0 \| 3\.00x \| Re-initialise at the last task and train once on all", md)
     assert re.search(r"\| naive \| reference \| 1\.00x \|", md)  # naive is not compared with itself
     assert "## Benchmark: synthetic" in md and "Benchmark: other" not in md  # study filter
     assert "| joint | plasticity-loss | 1/3 | 2 | dormant units 40% |" in md  # stored task 1 is the 2nd task

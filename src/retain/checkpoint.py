@@ -103,8 +103,10 @@ def _refusal(message: str) -> str:
 def load(path: Path, *, run_key: str) -> dict[str, Any] | None:
     """The checkpoint at ``path``, or None when there is none. Refuses (DataError) a file that is
     corrupt, holds anything but tensors and plain values, or belongs to another run."""
-    if not path.is_file():
+    if not path.exists():
         return None
+    if not path.is_file():
+        raise DataError(f"{path}: the checkpoint path is not a file; remove it to start the run afresh")
     try:
         with warnings.catch_warnings():  # a foreign pickle protocol warns; the refusal below says it all
             warnings.simplefilter("ignore")
@@ -119,7 +121,10 @@ def load(path: Path, *, run_key: str) -> dict[str, Any] | None:
         raise DataError(f"{path}: not a retain checkpoint of format {FORMAT}; delete it to start afresh")
     if blob.get("run_key") != run_key:
         raise DataError(f"{path}: checkpoint belongs to run {blob.get('run_key')!r}, expected {run_key!r}")
-    blob["progress"] = json.loads(blob["progress"])
+    try:
+        blob["progress"] = json.loads(blob["progress"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise DataError(f"{path}: checkpoint has no readable progress record; delete it to start afresh") from None
     return blob
 
 

@@ -1,7 +1,8 @@
 """Executors: run a study's configs in-process, in a local process pool or on Ray, and stream the
 records back as runs finish. Workers only compute and return records (retain.record.execute);
 the driver (:func:`run_study`) is the one process that writes the SQLite store, so no two
-processes ever write it at once. A run whose key is finished in the store is not run again."""
+processes ever write it at once. A run whose key is finished in the store is not run again.
+Workers and a local Ray end with the driver, however it ends (retain.lifetime)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retain.errors import ConfigError
+from retain.lifetime import Reaper, exit_with
 from retain.runconfig import RunConfig
 
 Record = dict[str, Any]
@@ -34,11 +36,13 @@ def threads_per_run(runs_at_once: int, cores: int | None = None) -> int:
     return max(1, (cores or available_cores()) // max(1, runs_at_once))
 
 
-def _worker_init(threads: int = 1) -> None:
+def _worker_init(threads: int = 1, driver: int | None = None) -> None:
     import torch
 
     # Workers split the cores between them: see threads_per_run.
     torch.set_num_threads(threads)
+    if driver is not None:
+        exit_with(driver)  # a worker outliving its driver would run for nobody
 
 
 def _execute(cfg: RunConfig, study: str, checkpoint_dir: str | None = None) -> Record:
@@ -93,13 +97,19 @@ class ProcessPool:
         # paying that import again (seconds per worker on a busy machine).
         ctx.set_forkserver_preload(["retain.record", "retain.strategies", "retain.benchmarks"])
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(self.threads,)) as pool:
+                                 initargs=(self.threads, os.getpid())) as pool:
             pending = {pool.submit(_execute, c, study, self.checkpoint_dir) for c in configs}
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
                         yield fut.result()
+            except BaseException:
+                # Ctrl-C, or the caller stopped reading: the runs in flight would be recorded by
+                # nobody, so end the workers now rather than wait for them in shutdown().
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.kill()
+                raise
             finally:
                 for fut in pending:
                     fut.cancel()
@@ -121,10 +131,11 @@ class Ray:
         except ImportError:
             raise ConfigError("--backend ray needs Ray: pip install 'retain[ray]'") from None
         started = not ray.is_initialized()
-        if started:
-            kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
-            ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+        reaper = Reaper() if started and not self.address else None  # a local Ray ends with us
         try:
+            if started:
+                kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
+                ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
             remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
             pending = [remote.remote(c, study, self.checkpoint_dir) for c in configs]
             while pending:
@@ -133,6 +144,8 @@ class Ray:
         finally:
             if started:
                 ray.shutdown()
+            if reaper:
+                reaper.close()
 
 
 def _ray_task(cfg: RunConfig, study: str, checkpoint_dir: str | None) -> Record:

@@ -5,6 +5,7 @@ optionally TensorBoard event files."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -39,9 +40,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from retain.store import Store
 
     path = Path(args.store)
-    if not path.is_file():
+    if not path.exists():
         raise StoreError(f"{path}: no results store there (run `retain run` first, or give the store's path)")
-    store = Store(path)
+    store = Store(path, readonly=True)  # a report never changes the store, and works in a read-only folder
     formats = tuple(dict.fromkeys(args.formats or ("markdown", "html")))
     filters = dict(study=args.study, benchmark=args.benchmark, strategy=args.strategy)
     if args.out == "-":
@@ -49,8 +50,23 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ConfigError("--out - prints one table: use it with exactly one of --format csv, --format latex")
         sys.stdout.write(render_table(store, formats[0], **filters))
         return 0
-    paths = write_report(store, args.out or path.parent, **filters, title=args.title or ", ".join(args.study or []),
+    out = Path(args.out) if args.out else path.parent
+    _check_writable(out)
+    paths = write_report(store, out, **filters, title=args.title or ", ".join(args.study or []),
                          tensorboard=args.tensorboard, formats=formats)
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """One line before any rendering when the report cannot be written (e.g. the store's folder
+    is read-only: the store can be read there, the report needs --out)."""
+    from retain.errors import ConfigError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the report there ({exc.strerror}); give --out DIR") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"{out}: cannot write the report there (not writable); give --out DIR")

@@ -219,9 +219,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _check_how(args)
     study = _study(args)
+    if args.checkpoint_dir:  # a bad checkpoint of any run: one line, before anything is written
+        from retain.checkpoint import load, path_for
+
+        for c in study.configs:
+            load(path_for(args.checkpoint_dir, c.key()), run_key=c.key())
     out = Path(args.out or study.out or "retain-results")
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store(args.store or study.store or out / "retain.db")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    store = Store(args.store or study.store or out / "retain.db")  # refuses a foreign store first; makes its folder
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
     records = run_with_progress(study, store, backend=args.backend, workers=args.workers, address=args.address,
                                 quiet=args.quiet, checkpoint_dir=args.checkpoint_dir, threads=args.threads,
                                 extra={"command": study.command}).records

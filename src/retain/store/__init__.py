@@ -1,23 +1,31 @@
 """The results store: one SQLite file. A run is written in one transaction when it finishes, so
-a failed or killed run never leaves rows marked finished. Only one process (the driver) writes."""
+a failed or killed run never leaves rows marked finished.
+
+Opening is one path for every command: :func:`retain.store.files.inspect` says what the file is
+without changing it (foreign files and newer schemas are refused untouched), then a reader gets
+a read-only connection and a writer takes the store's writer lock (:mod:`retain.store.lock`: one
+writing process at a time, a second one waits its turn) before its read-write connection."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from retain.errors import StoreError
+from retain.store import lock
+from retain.store.files import NEW, connect_readonly, inspect
 
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_key TEXT NOT NULL,
     study TEXT NOT NULL DEFAULT '',
@@ -39,23 +47,23 @@ CREATE TABLE IF NOT EXISTS runs (
     metrics TEXT,
     extra TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS runs_finished_key ON runs(run_key) WHERE status = 'finished';
-CREATE TABLE IF NOT EXISTS accuracy (
+CREATE UNIQUE INDEX runs_finished_key ON runs(run_key) WHERE status = 'finished';
+CREATE TABLE accuracy (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     row INTEGER NOT NULL, col INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (run_id, row, col)
 );
-CREATE TABLE IF NOT EXISTS task_times (
+CREATE TABLE task_times (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     task INTEGER NOT NULL, train_seconds REAL NOT NULL, eval_seconds REAL NOT NULL, loss REAL,
     PRIMARY KEY (run_id, task)
 );
-CREATE TABLE IF NOT EXISTS probes (
+CREATE TABLE probes (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     task INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (run_id, task, name)
 );
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE events (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     task INTEGER, kind TEXT NOT NULL, value REAL, threshold REAL, message TEXT NOT NULL
 );
@@ -63,32 +71,42 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 class Store:
-    """Open (or create) the SQLite store at ``path``."""
+    """The SQLite store at ``path``: ``Store(path)`` to write (a missing or zero-byte path becomes a
+    new store), ``Store(path, readonly=True)`` to read (an existing store only; nothing beside it
+    is created where that can be avoided, so a store in a read-only folder can be read).
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if self.path.exists() and self.path.is_file():
-            with open(self.path, "rb") as fh:
-                head = fh.read(16)
-            if head and head != b"SQLite format 3\x00":
-                raise StoreError(f"{self.path}: not a SQLite database (is --store pointing at the right file?)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    Either way a file that is not a retain store, or one of a newer schema, is refused with a
+    StoreError before a byte of it changes."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path, self.readonly = Path(path), readonly
+        kind = inspect(self.path, SCHEMA_VERSION)  # refuse a foreign file before touching anything
+        if readonly:
+            if kind == NEW:
+                what = "an empty database, no results in it" if self.path.exists() else "no results store there"
+                raise StoreError(f"{self.path}: {what} (run `retain run` first, or give the store's path)")
+            self.conn = connect_readonly(self.path)
+            return
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot create the store's folder ({exc.strerror})") from None
+        key = lock.acquire(self.path)
+        self._unlock = weakref.finalize(self, lock.release, key)
+        try:
+            kind = inspect(self.path, SCHEMA_VERSION)  # again: another writer may have made it meanwhile
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open the results store ({exc})") from None
-
-    def _migrate(self) -> None:
-        self.conn.executescript(_SCHEMA)
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: store schema version {row[0]} is newer than this retain "
-                             f"understands ({SCHEMA_VERSION}); upgrade retain")
+            if kind == NEW:
+                # One transaction: a kill leaves either no table (still "new") or the whole schema.
+                self.conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} INSERT INTO meta VALUES "
+                                        f"('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+        except BaseException as exc:
+            self._unlock()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot open the results store ({exc})") from None
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -101,14 +119,26 @@ class Store:
         self.conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the connection and, for a writer, give back the writer lock."""
         self.conn.close()
+        if not self.readonly:
+            self._unlock()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---- writing ------------------------------------------------------------------------------
     def finished_keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT run_key FROM runs WHERE status = 'finished'")}
 
     def save_run(self, record: dict[str, Any]) -> int:
-        """Write one run (finished or failed) and all its rows in a single transaction."""
+        """Write one run (finished or failed) and all its rows in a single transaction.
+
+        A finished run whose key is already finished in the store (another writer recorded it
+        meanwhile) is not written again: its id is returned."""
         cols = ("run_key", "study", "benchmark", "strategy", "seed", "task_order", "config", "versions",
                 "revision", "status", "error", "started_at", "finished_at", "wall_seconds", "peak_mem_mb",
                 "trainable_params", "baseline", "metrics", "extra")
@@ -117,6 +147,11 @@ class Store:
             if c in ("task_order", "config", "versions", "baseline", "metrics", "extra") and values[i] is not None:
                 values[i] = json.dumps(values[i], sort_keys=True)
         with self.transaction() as c:
+            if record.get("status") == "finished":
+                row = c.execute("SELECT id FROM runs WHERE run_key = ? AND status = 'finished'",
+                                (record.get("run_key"),)).fetchone()
+                if row is not None:
+                    return int(row[0])
             cur = c.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                             values)
             run_id = int(cur.lastrowid)
