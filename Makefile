@@ -12,7 +12,7 @@ run:
 test:
 	@bash scripts/setup-venv.sh $(TEST_EXTRAS)
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not stability"
 
 lint:
 	$(PY) -m ruff check src tests benchmarks

@@ -21,7 +21,7 @@ def test_default_set_has_the_bounds_and_no_experimental_method():
     assert "ode-memory" not in names
 
 
-@pytest.mark.slow
+@pytest.mark.stability
 def test_every_default_strategy_is_stable_over_ten_seeds(tmp_path):
     configs = [RunConfig(strategy=name, seed=seed, **STRATEGIES.get(name).run_defaults).validate()
                for name in default_strategies() for seed in range(10)]

@@ -34,7 +34,7 @@ def test_cli_exits_1_with_the_message_and_stores_the_failure(tmp_path, capsys):
     assert main(argv) == 1
     cap = capsys.readouterr()
     err = " ".join(cap.err.split())  # the console wraps long lines
-    assert "run failed: naive seed 0: DivergedError: loss became non-finite" in err and "lower --lr" in err
+    assert "naive: 1 of 1 runs failed (seed 0: DivergedError: loss became non-finite" in err and "lower --lr" in err
     assert "nan" not in (cap.out + cap.err).lower()  # no table full of NaN
     store = Store(tmp_path / "retain.db")
     assert store.runs() == []  # nothing finished
