@@ -16,11 +16,14 @@ def _first_line(obj) -> str:
 
 def cmd_list(_: argparse.Namespace) -> int:
     from retain.benchmarks import BENCHMARKS
+    from retain.commands.run import default_strategies
     from retain.models import BACKBONES
     from retain.strategies import STRATEGIES
 
+    default = set(default_strategies())
     for title, reg in (("benchmarks", BENCHMARKS), ("strategies", STRATEGIES), ("backbones", BACKBONES)):
-        print(f"{title}:")
+        print(f"{title}:" + ("  (* = in the default study of a bare `retain run`)" if reg is STRATEGIES else ""))
         for name, obj in reg.items():
-            print(f"  {name:<18} {_first_line(obj)}")
+            mark = ("*" if name in default else " ") if reg is STRATEGIES else " "
+            print(f" {mark}{name:<18} {_first_line(obj)}")
     return 0
