@@ -7,12 +7,63 @@ import hashlib
 import inspect
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from retain.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
+#: Caps on sizes, so a typo (--tasks 1000000000) is refused at once rather than grown into memory.
+MAX_TASKS = 10_000
+MAX_SEED = 2**32 - 1  # numpy's and Python's generators take seeds below 2**32
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether ``value`` is of the annotated type ``hint`` (unions, ``tuple[int, ...]``, int/float/
+    bool/str; an int passes for a float; anything not annotated passes)."""
+    from retain.strategies.config import check_type
+
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_fits(a, value) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        return isinstance(value, (list, tuple)) and all(_fits(args[0] if args else Any, v) for v in value)
+    if hint in (int, float, bool, str):
+        try:
+            check_type(hint, value)
+        except ValueError:
+            return False
+        return not (isinstance(value, float) and not math.isfinite(value))
+    return True
+
+
+def _describe(hint: Any) -> str:
+    from retain.strategies.config import type_name
+
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "none"
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    return "a finite number" if hint is float else type_name(hint)
+
+
+def check_options(what: str, factory: Any, options: dict[str, Any]) -> None:
+    """Each option's value against the type its factory's signature declares (``what`` names the
+    factory in the message): a wrong type is refused before any run, not found by a failed run."""
+    try:
+        hints = typing.get_type_hints(factory)
+    except Exception:  # an annotation that does not resolve: nothing to check against
+        return
+    for key, value in options.items():
+        if key in hints and not _fits(hints[key], value):
+            raise ConfigError(f"{what} option {key} must be {_describe(hints[key])}, got {value!r}")
 
 
 @dataclass
@@ -56,12 +107,17 @@ class RunConfig:
         if set(self.backbone_options) - known:
             raise ConfigError(f"backbone {self.backbone!r} has no option(s) "
                               f"{sorted(set(self.backbone_options) - known)}; known: {sorted(known)}")
+        check_options(f"backbone {self.backbone}", BACKBONES.get(self.backbone), self.backbone_options)
+        check_options(f"benchmark {self.benchmark}", BENCHMARKS.get(self.benchmark), self.benchmark_options)
         for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("order", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
-        if self.tasks is not None and (not isinstance(self.tasks, int) or self.tasks < 1):
-            raise ConfigError(f"tasks must be a positive integer, got {self.tasks!r}")
+        if self.seed > MAX_SEED:
+            raise ConfigError(f"seed must be an integer below 2**32 (the random generators' limit), got {self.seed}")
+        if self.tasks is not None and (not isinstance(self.tasks, int) or isinstance(self.tasks, bool)
+                                       or not 1 <= self.tasks <= MAX_TASKS):
+            raise ConfigError(f"tasks must be a positive integer <= {MAX_TASKS}, got {self.tasks!r}")
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not isinstance(self.blur, (int, float)) or not 0.0 <= self.blur < 1.0:

@@ -57,8 +57,10 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _hp_option(text: str) -> tuple[str, str, Any]:
-    """STRATEGY.NAME=VALUE: one strategy's own hyperparameter value."""
-    key, value = _option(text)
+    """STRATEGY.NAME=VALUE: one strategy's own hyperparameter value (read by the field's type later)."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected STRATEGY.NAME=VALUE (e.g. derpp.beta=0.5), got {text!r}")
     strategy, dot, name = key.partition(".")
     if not dot or not strategy or not name:
         raise argparse.ArgumentTypeError(f"expected STRATEGY.NAME=VALUE (e.g. derpp.beta=0.5), got {text!r}")
@@ -100,7 +102,8 @@ def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[st
         if name not in fields[strategy]:
             raise ConfigError(f"--hp {strategy}.{raw}: {strategy} has no hyperparameter {raw!r}; it has "
                               f"{', '.join(sorted(fields[strategy])) or 'none'}")
-        out[strategy][name] = value
+        cfg = STRATEGIES.get(strategy).Config.from_params(strategy, {name: value})  # the string, read by type
+        out[strategy][name] = getattr(cfg, name)
     return out
 
 
@@ -115,6 +118,11 @@ def _configs(args: argparse.Namespace):
     strategies = list(dict.fromkeys(args.strategy or default_strategies()))
     for strategy in strategies:
         STRATEGIES.get(strategy)  # an unknown name: one line, before anything else
+    from retain.study import MAX_RUNS
+
+    if args.seeds * args.orders * len(strategies) > MAX_RUNS:
+        raise RetainError(f"--seeds x --orders x strategies is {args.seeds * args.orders * len(strategies)} runs, "
+                          f"more than the {MAX_RUNS} a study may have")
     params = _strategy_params(args, strategies)
     out = []
     preset = load_preset(args.preset) if args.preset else None
