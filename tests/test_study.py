@@ -85,7 +85,7 @@ def test_bad_hyperparameter_value_points_at_its_line():
 
 
 def test_invalid_toml_and_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"s.toml: not valid TOML: .*line 2"):
+    with pytest.raises(ConfigError, match=r"s.toml:2: not valid TOML: .*line 2"):
         parse("[study]\nname = \n")
     with pytest.raises(ConfigError, match="cannot read the study file"):
         load_study(tmp_path / "missing.toml")

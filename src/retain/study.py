@@ -82,7 +82,8 @@ def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, da
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        at = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        raise ConfigError(f"{file}:{at.group(1) + ':' if at else ''} not valid TOML: {exc}") from None
     where = _Where(file, text)
     for key in data:
         if key not in ("study", "settings", "benchmarks", "strategies"):
