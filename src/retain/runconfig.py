@@ -17,7 +17,30 @@ from retain.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam")
 #: Caps on sizes, so a typo (--tasks 1000000000) is refused at once rather than grown into memory.
 MAX_TASKS = 10_000
+MAX_EPOCHS = 10_000
 MAX_SEED = 2**32 - 1  # numpy's and Python's generators take seeds below 2**32
+
+
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights before gradients and optimiser state
+_BUILT: dict[tuple, int] = {}
+
+
+def _count_parameters(backbone: str, kwargs: dict[str, Any], bench) -> int:
+    import torch
+
+    from retain.errors import RetainError
+    from retain.models import BACKBONES
+
+    try:
+        with torch.device("meta"):
+            model = BACKBONES.get(backbone)(tuple(bench.input_shape), bench.num_classes, **kwargs)
+    except RetainError:
+        raise
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        raise ConfigError(f"backbone {backbone} cannot be built with {kwargs or 'its defaults'} for inputs "
+                          f"{tuple(bench.input_shape)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                          ) from None
+    return sum(p.numel() for p in model.parameters())
 
 
 def _fits(hint: Any, value: Any) -> bool:
@@ -113,6 +136,8 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        if self.epochs > MAX_EPOCHS:
+            raise ConfigError(f"epochs must be <= {MAX_EPOCHS}, got {self.epochs}")
         if self.seed > MAX_SEED:
             raise ConfigError(f"seed must be an integer below 2**32 (the random generators' limit), got {self.seed}")
         if self.tasks is not None and (not isinstance(self.tasks, int) or isinstance(self.tasks, bool)
@@ -144,6 +169,19 @@ class RunConfig:
             raise ConfigError(f"{self.strategy}: buffer-size {size} is larger than all the training data of "
                               f"{self.benchmark} ({total} samples in {len(bench.experiences)} tasks); expected "
                               f"at most {total}")
+
+    def check_backbone(self, bench) -> None:
+        """Build the backbone once for ``bench``'s inputs, on torch's meta device (no memory, no
+        numbers), so options it cannot be built with and models too large to train are refused
+        before any run; each distinct backbone is built once per process."""
+        opts = {k: v for k, v in self.backbone_options.items() if k != "checkpoint"}  # read by the run itself
+        kwargs = {"hidden": self.hidden, **opts} if self.backbone == "mlp" else opts
+        sig = (self.backbone, repr(sorted(kwargs.items())), tuple(bench.input_shape), bench.num_classes)
+        if sig not in _BUILT:
+            _BUILT[sig] = _count_parameters(self.backbone, kwargs, bench)
+        if _BUILT[sig] > MAX_PARAMETERS:
+            raise ConfigError(f"backbone {self.backbone} with {kwargs or 'its defaults'} has {_BUILT[sig]:,} "
+                              f"parameters, more than the {MAX_PARAMETERS:,} a run may train")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -303,3 +303,7 @@ def _check_benchmarks(configs: list[RunConfig], where: _Where) -> None:
             c.check_fits(built[sig])
         except RetainError as exc:
             raise where.error(("strategies", c.strategy, "buffer_size"), str(exc)) from None
+        try:
+            c.check_backbone(built[sig])
+        except RetainError as exc:
+            raise where.error(("benchmarks", c.benchmark), str(exc)) from None

@@ -36,6 +36,13 @@ def _option(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), raw
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas (100,100), got {text!r}") from None
+
+
 def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
     """One flag per hyperparameter field of every registered strategy (shared names merge)."""
     from retain.strategies import STRATEGIES
@@ -195,6 +202,7 @@ def _study(args: argparse.Namespace):
                            data_dir=first.data_dir, **first.benchmark_options)  # bad data fails here, early
     for c in configs:
         c.check_fits(bench)  # e.g. a replay buffer larger than all the training data
+        c.check_backbone(bench)  # options it cannot be built with, or too large a model
     return Study(name=args.study, configs=configs, command=_command(args))
 
 
@@ -291,7 +299,7 @@ def add_parser(sub) -> None:
     run.add_argument("--lr", type=float, help="learning rate (default: the benchmark's)")
     run.add_argument("--optimizer", choices=("sgd", "adam"), help="optimizer (default sgd)")
     run.add_argument("--backbone", help="backbone name (see `retain list`; default mlp)")
-    run.add_argument("--hidden", type=lambda s: tuple(int(v) for v in s.split(",")),
+    run.add_argument("--hidden", type=_widths,
                      help="MLP hidden widths, comma separated (default 100,100)")
     run.add_argument("--benchmark-option", action="append", type=_option, metavar="KEY=VALUE",
                      help="a benchmark option, repeatable (e.g. permute_fraction=0.5; verify=false)")
