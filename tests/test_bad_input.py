@@ -255,7 +255,7 @@ CASES = [
     Case("study-plasticity-not-a-number", "study file with plasticity = { redo_tau = \"abc\" }",
          _study(_STUDY_OK.replace("[benchmarks.synthetic]\n", "[benchmarks.synthetic]\n"
                                   "plasticity = { redo = true, redo_tau = \"abc\" }\n")),
-         r"study\.toml:5: benchmarks\.synthetic\.plasticity: plasticity: redo-tau must be a number, got 'abc'"),
+         r"study\.toml:5: benchmarks\.synthetic\.plasticity: redo-tau must be a number, got 'abc'"),
     Case("plasticity-infinite", "--plasticity sp_noise=inf", _flags(*SYNTH, "--strategy", "naive", "--shrink-perturb",
                                                                     "--plasticity", "sp_noise=inf"),
          r"plasticity: sp-noise must be a finite number, got inf"),

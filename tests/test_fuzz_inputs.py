@@ -222,3 +222,11 @@ def test_data_check_names_swapped_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "swapped" in out and "checksum" not in out.split("swapped")[0]
 
+
+
+def test_data_check_says_a_file_is_truncated(tmp_path, capsys):
+    root = _mnist_dir(tmp_path)
+    path = root / "mnist" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:40])
+    assert main(["data", "check", "mnist", "--data-dir", str(root)]) == 1
+    assert "train-images-idx3-ubyte: cannot read" in capsys.readouterr().out  # not only "checksum mismatch"

@@ -281,7 +281,7 @@ def _validate(cfg: RunConfig, axes: dict[str, Any], fallback: tuple[str, ...], w
             if msg.startswith(prefix):
                 key = setting
         path = axes[key][1] if key in axes else tuple(key.split(".")) if key.startswith("study.") else fallback
-        raise where.error(path, msg) from None
+        raise where.error(path, msg.removeprefix(f"{path[-1]}: ")) from None  # not "plasticity: plasticity: ..."
 
 
 def _check_benchmarks(configs: list[RunConfig], where: _Where) -> None:
