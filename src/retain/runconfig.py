@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -77,13 +78,19 @@ def _describe(hint: Any) -> str:
     return "a finite number" if hint is float else type_name(hint)
 
 
+@functools.cache
+def _hints(factory: Any) -> dict[str, Any]:
+    """A factory's resolved annotations (cached: validate runs for every run key)."""
+    try:
+        return typing.get_type_hints(factory)
+    except Exception:  # an annotation that does not resolve: nothing to check against
+        return {}
+
+
 def check_options(what: str, factory: Any, options: dict[str, Any]) -> None:
     """Each option's value against the type its factory's signature declares (``what`` names the
     factory in the message): a wrong type is refused before any run, not found by a failed run."""
-    try:
-        hints = typing.get_type_hints(factory)
-    except Exception:  # an annotation that does not resolve: nothing to check against
-        return
+    hints = _hints(factory)
     for key, value in options.items():
         if key in hints and not _fits(hints[key], value):
             raise ConfigError(f"{what} option {key} must be {_describe(hints[key])}, got {value!r}")

@@ -6,6 +6,7 @@ CLI flags ``--redo``, ``--shrink-perturb``, ``--wsc``)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,11 +60,7 @@ class PlasticityConfig:
     @classmethod
     def field_types(cls) -> dict[str, type]:
         """Each field's type, ``float | None`` read as float."""
-        import typing
-
-        hints = typing.get_type_hints(cls)
-        return {f.name: next(a for a in typing.get_args(hints[f.name]) or (hints[f.name],) if a is not type(None))
-                for f in dataclasses.fields(cls)}
+        return _field_types(cls)
 
     def validate(self) -> None:
         import math
@@ -85,6 +82,15 @@ class PlasticityConfig:
     @property
     def enabled(self) -> bool:
         return self.redo or self.shrink_perturb or self.wsc
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, type]:
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: next(a for a in typing.get_args(hints[f.name]) or (hints[f.name],) if a is not type(None))
+            for f in dataclasses.fields(cls)}
 
 
 class Plasticity:

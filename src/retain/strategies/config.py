@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
@@ -24,8 +25,7 @@ class StrategyConfig:
 
     @classmethod
     def fields(cls) -> list[tuple[dataclasses.Field, type]]:
-        hints = get_type_hints(cls)
-        return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+        return list(_fields(cls))
 
     @classmethod
     def from_params(cls, strategy: str, params: dict[str, Any]) -> StrategyConfig:
@@ -55,6 +55,13 @@ class StrategyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[dataclasses.Field, type], ...]:
+    """A config class's fields with their resolved types (resolved once: every run key validates)."""
+    hints = get_type_hints(cls)
+    return tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
 
 
 def parse_bool(text: str) -> bool:
