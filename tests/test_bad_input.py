@@ -59,6 +59,22 @@ def _mnist(tmp: Path, *, n_images: int = 6, n_labels: int = 6, magic: bytes | No
     return ["--benchmark", "split-mnist", "--strategy", "naive", "--seeds", "1", "--data-dir", str(d)]
 
 
+def _mnist_zero_dims(tmp: Path) -> list[str]:
+    argv = _mnist(tmp)
+    (tmp / "mnist" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes([0, 0, 8, 0, 7])))
+    return argv
+
+
+def _mnist_swapped(tmp: Path) -> list[str]:
+    argv = _mnist(tmp)
+    d = tmp / "mnist"
+    images, labels = d / "train-images-idx3-ubyte.gz", d / "train-labels-idx1-ubyte.gz"
+    a, b = images.read_bytes(), labels.read_bytes()
+    images.write_bytes(b)
+    labels.write_bytes(a)
+    return argv
+
+
 def _cifar_study(tmp: Path, batch: bytes) -> list[str]:
     """A study on split-cifar10 (checksums off, as for re-packed files) whose data_batch_1 is ``batch``."""
     from vision_fixtures import write_cifar10
@@ -130,6 +146,13 @@ def _study(text: str) -> Setup:
     return setup
 
 
+def _study_bytes(blob: bytes) -> Setup:
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "study.toml").write_bytes(blob)
+        return [str(tmp / "study.toml")]
+    return setup
+
+
 def _store_not_sqlite(tmp: Path) -> list[str]:
     (tmp / "results.db").write_text("run,acc\nnaive,0.5\n")
     return [*SYNTH, "--strategy", "naive", "--store", str(tmp / "results.db")]
@@ -182,7 +205,8 @@ CASES = [
     Case("zero-epochs", "--epochs 0", _flags(*SYNTH, "--epochs", "0"), r"epochs must be an integer >= 1, got 0"),
     Case("negative-batch", "--batch-size -4", _flags(*SYNTH, "--batch-size", "-4"),
          r"batch-size must be an integer >= 1, got -4"),
-    Case("zero-tasks", "--tasks 0", _flags(*SYNTH, "--tasks", "0"), r"tasks must be a positive integer, got 0"),
+    Case("zero-tasks", "--tasks 0", _flags(*SYNTH, "--tasks", "0"),
+         r"tasks must be a positive integer <= 10000, got 0"),
     Case("zero-seeds", "--seeds 0", _flags("--benchmark", "synthetic", "--seeds", "0"), r"seeds.* must be >= 1"),
     Case("zero-width", "--hidden 0,8", _flags(*SYNTH, "--strategy", "naive", "--hidden", "0,8"),
          r"hidden widths must be positive integers, got \(0, 8\)"),
@@ -209,6 +233,76 @@ CASES = [
     Case("prefix-of-a-flag", "--seed 1 (a prefix of --seeds: no prefix matching)",
          _flags(*SYNTH, "--seed", "1"), r"unrecognized arguments: --seed"),
     Case("workers-zero", "--workers 0", _flags(*SYNTH, "--workers", "0"), r"--workers: expected 'auto' or an integer"),
+    # ---- wrong types are refused, not coerced (study files name file:line and the type expected)
+    Case("study-bool-for-int", "study file with buffer_size = true (a bool is not an integer)",
+         _study(_STUDY_OK.replace("[strategies.naive]\n", "[strategies.er]\nbuffer_size = true\n")),
+         r"study\.toml:7: strategies\.er\.buffer_size: must be an integer, got True"),
+    Case("study-string-for-int", "study file with buffer_size = \"10\"",
+         _study(_STUDY_OK.replace("[strategies.naive]\n", "[strategies.er]\nbuffer_size = \"10\"\n")),
+         r"study\.toml:7: strategies\.er\.buffer_size: must be an integer, got '10'"),
+    Case("study-int-for-bool", "study file with online = 2",
+         _study(_STUDY_OK.replace("[strategies.naive]\n", "[strategies.ewc]\nonline = 2\n")),
+         r"study\.toml:7: strategies\.ewc\.online: must be true or false, got 2"),
+    Case("study-string-for-float", "study file with ewc_lambda = \"10\"",
+         _study(_STUDY_OK.replace("[strategies.naive]\n", "[strategies.ewc]\newc_lambda = \"10\"\n")),
+         r"study\.toml:7: strategies\.ewc\.ewc_lambda: must be a number, got '10'"),
+    Case("hp-not-a-number", "--hp ewc.ewc_lambda=abc",
+         _flags(*SYNTH, "--strategy", "ewc", "--hp", "ewc.ewc_lambda=abc"),
+         r"ewc: ewc-lambda must be a number, got 'abc'"),
+    Case("plasticity-not-a-number", "--plasticity redo_tau=abc",
+         _flags(*SYNTH, "--strategy", "naive", "--redo", "--plasticity", "redo_tau=abc"),
+         r"plasticity: redo-tau must be a number, got 'abc'"),
+    Case("study-plasticity-not-a-number", "study file with plasticity = { redo_tau = \"abc\" }",
+         _study(_STUDY_OK.replace("[benchmarks.synthetic]\n", "[benchmarks.synthetic]\n"
+                                  "plasticity = { redo = true, redo_tau = \"abc\" }\n")),
+         r"study\.toml:5: benchmarks\.synthetic\.plasticity: redo-tau must be a number, got 'abc'"),
+    Case("plasticity-infinite", "--plasticity sp_noise=inf", _flags(*SYNTH, "--strategy", "naive", "--shrink-perturb",
+                                                                    "--plasticity", "sp_noise=inf"),
+         r"plasticity: sp-noise must be a finite number, got inf"),
+    Case("benchmark-option-type", "--benchmark-option permute_fraction=abc",
+         _flags("--benchmark", "permuted-digits", "--seeds", "1", "--strategy", "naive",
+                "--benchmark-option", "permute_fraction=abc"),
+         r"benchmark permuted-digits option permute_fraction must be a finite number, got 'abc'"),
+    Case("study-benchmark-option-type", "study file with options = { dim = 1.5 }",
+         _study(_STUDY_OK.replace("[benchmarks.synthetic]\n", "[benchmarks.synthetic]\noptions = { dim = 1.5 }\n")),
+         r"study\.toml:5: benchmarks\.synthetic\.options\.dim: benchmark synthetic option dim must be an integer"),
+    Case("backbone-option-type", "--backbone-option hidden=abc",
+         _flags(*SYNTH, "--strategy", "naive", "--backbone-option", "hidden=abc"),
+         r"backbone mlp option hidden must be a list of integers, got 'abc'"),
+    # ---- odd encodings, sizes and numbers past what the generators take
+    Case("study-not-utf8", "a study file with bytes that are not UTF-8 (a binary file)",
+         _study_bytes(b"[study]\nseeds = 1\n\xff\xfe\x00\x01\n"),
+         r"study\.toml:3: not a UTF-8 text file \(byte 0xff at offset 18\)"),
+    Case("study-seed-too-big", "study file with seeds = [2**64]",
+         _study(_STUDY_OK.replace("seeds = 1", "seeds = [18446744073709551616]")),
+         r"study\.toml:2: study\.seeds: must be a count or a non-empty list of integers from 0 to 2\*\*32 - 1"),
+    Case("study-seed-2-32", "study file with seeds = [4294967296] (2**32)",
+         _study(_STUDY_OK.replace("seeds = 1", "seeds = [4294967296]")), r"study\.toml:2: study\.seeds: must be"),
+    Case("too-many-tasks", "--tasks 1000000000", _flags(*SYNTH, "--strategy", "naive", "--tasks", "1000000000"),
+         r"tasks must be a positive integer <= 10000, got 1000000000"),
+    Case("too-many-runs-flags", "--seeds 1000000", _flags("--benchmark", "synthetic", "--seeds", "1000000"),
+         r"is \d+ runs, more than the 100000 a study may have"),
+    Case("too-many-runs-study", "a study of 200,000 runs (seeds = 200000)",
+         _study(_STUDY_OK.replace("seeds = 1", "seeds = 200000")),
+         r"study\.toml:2: study\.seeds: must be a count from 1 to 100000"),
+    Case("too-many-runs-grid", "a study whose grid makes 10 x 20,000 runs",
+         _study(_STUDY_OK.replace("seeds = 1", "seeds = 20000").replace(
+             "[strategies.naive]\n", "[strategies.er]\nbuffer_size = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]\n")),
+         r"study\.toml:6: strategies\.er: the study has more than 100000 runs \(at least 200000\)"),
+    Case("too-many-epochs", "--epochs 100000000000000000000", _flags(*SYNTH, "--epochs", "100000000000000000000"),
+         r"epochs must be <= 10000"),
+    Case("model-too-large", "--hidden 100000,100000 (10 billion parameters)",
+         _flags(*SYNTH, "--strategy", "naive", "--hidden", "100000,100000"),
+         r"backbone mlp with \{'hidden': \(100000, 100000\)\} has 10,002,200,004 parameters, more than"),
+    Case("backbone-cannot-be-built", "--backbone vit-tiny on flat inputs",
+         _flags(*SYNTH, "--strategy", "naive", "--backbone", "vit-tiny"),
+         r"vit-tiny: needs image inputs C x H x W, got input shape \(16,\)"),
+    Case("hidden-not-integers", "--hidden abc", _flags(*SYNTH, "--hidden", "abc"),
+         r"--hidden: expected integers separated by commas \(100,100\), got 'abc'"),
+    Case("idx-zero-dims", "an IDX file with 0 dimensions", lambda t: _mnist_zero_dims(t),
+         r"train-labels-idx1-ubyte\.gz: IDX file with 0 dimensions"),
+    Case("idx-swapped", "images and labels files swapped", lambda t: _mnist_swapped(t),
+         r"train-images-idx3-ubyte\.gz: expected N x 28 x 28 images, got shape \(6,\); it looks like a labels file"),
     Case("store-not-sqlite", "--store pointing at a CSV file", _store_not_sqlite,
          r"results\.db: not a SQLite database"),
     Case("store-newer-schema", "a store written by a newer retain (schema 99)", _store_newer,

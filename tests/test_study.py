@@ -61,7 +61,7 @@ def test_hyperparameter_grid_and_list_valued_settings():
     ("epochs = 1", 'epochs = "x"', 12, "benchmarks.synthetic.epochs", "must be int"),
     ("epochs = 1", "epoch = 1", 12, "benchmarks.synthetic.epoch", "unknown setting"),
     ("lr = 0.2", "lr = -1.0", 18, "strategies.joint.settings.lr", "lr must be a finite number > 0"),
-    ("seeds = 2", "seeds = 0", 3, "study.seeds", "must be >= 1"),
+    ("seeds = 2", "seeds = 0", 3, "study.seeds", "must be a count from 1"),
     ("orders = [0, 3]", "orders = [0, 0]", 4, "study.orders", "repeated"),
     ("[strategies.naive]", "[strategies.naiv]", 14, "strategies.naiv", "unknown strategy"),
     ("[benchmarks.synthetic]", "[benchmarks.nope]", 11, "benchmarks.nope", "unknown benchmark"),
@@ -85,7 +85,7 @@ def test_bad_hyperparameter_value_points_at_its_line():
 
 
 def test_invalid_toml_and_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"s.toml: not valid TOML: .*line 2"):
+    with pytest.raises(ConfigError, match=r"s.toml:2: not valid TOML: .*line 2"):
         parse("[study]\nname = \n")
     with pytest.raises(ConfigError, match="cannot read the study file"):
         load_study(tmp_path / "missing.toml")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 import sys
 import types
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from retain.errors import ConfigError, RetainError
-from retain.runconfig import RunConfig
+from retain.runconfig import MAX_SEED, RunConfig, check_options
 from retain.study_lines import key_lines, line_of
 
 if sys.version_info >= (3, 11):
@@ -26,6 +27,8 @@ else:  # pragma: no cover - Python 3.10
 
 STUDY_KEYS = {"name": str, "description": str, "seeds": (int, list), "orders": (int, list), "out": str,
               "store": str}
+#: The most runs one study may have: more is almost surely a typo, and would take days to run.
+MAX_RUNS = 100_000
 #: RunConfig fields a study sets per run itself, so they are not settings.
 _NOT_SETTINGS = {"benchmark", "strategy", "seed", "order", "params", "benchmark_options"}
 
@@ -62,9 +65,15 @@ def load_study(path: str | Path, *, check_data: bool = True, data_dir: str | Non
     """Read and expand the study file at ``path``; ``data_dir`` fills runs that set none."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the study file ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a binary file, or text in another encoding: TOML is UTF-8
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start}); a study file is TOML, which is UTF-8") from None
     return parse_study(text, file=str(path), check_data=check_data, data_dir=data_dir)
 
 
@@ -73,7 +82,8 @@ def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, da
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        at = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        raise ConfigError(f"{file}:{at.group(1) + ':' if at else ''} not valid TOML: {exc}") from None
     where = _Where(file, text)
     for key in data:
         if key not in ("study", "settings", "benchmarks", "strategies"):
@@ -105,13 +115,14 @@ def _table(data: dict, key: str, where: _Where, path: tuple[str, ...]) -> dict:
 
 
 def _indices(value: Any, path: tuple[str, ...], where: _Where) -> list[int]:
-    """``3`` -> [0, 1, 2]; a list of non-negative integers stays as it is."""
+    """``3`` -> [0, 1, 2]; a list of integers in [0, 2**32) stays as it is."""
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise where.error(path, f"must be >= 1 (a count) or a list of integers, got {value}")
+        if not 1 <= value <= MAX_RUNS:
+            raise where.error(path, f"must be a count from 1 to {MAX_RUNS} or a list of integers, got {value}")
         return list(range(value))
-    if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-        raise where.error(path, f"must be a count or a non-empty list of integers >= 0, got {value!r}")
+    if not value or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED for v in value):
+        raise where.error(path, f"must be a count or a non-empty list of integers from 0 to 2**32 - 1, "
+                                f"got {value!r}")
     if len(set(value)) != len(value):
         raise where.error(path, f"has repeated values: {value!r}")
     return list(value)
@@ -168,8 +179,9 @@ def _settings(table: dict, path: tuple[str, ...], where: _Where, skip: tuple[str
 def _hyperparameters(name: str, table: dict, path: tuple[str, ...], where: _Where) -> dict[str, Any]:
     """Hyperparameters of strategy ``name`` as field -> (list of grid values, key path)."""
     from retain.strategies import STRATEGIES
+    from retain.strategies.config import check_type, type_name
 
-    fields = {f.name for f, _ in STRATEGIES.get(name).Config.fields()}
+    fields = {f.name: typ for f, typ in STRATEGIES.get(name).Config.fields()}
     out = {}
     for raw, value in table.items():
         if raw == "settings":
@@ -183,6 +195,11 @@ def _hyperparameters(name: str, table: dict, path: tuple[str, ...], where: _Wher
             raise where.error(path + (raw,), "an empty list gives no runs")
         if any(isinstance(v, (dict, list)) for v in grid):
             raise where.error(path + (raw,), f"must be a value or a list of values, got {value!r}")
+        for v in grid:  # a wrong type is refused, not coerced: "10" is not 10, true is not 1
+            try:
+                check_type(fields[hp], v)
+            except ValueError:
+                raise where.error(path + (raw,), f"must be {type_name(fields[hp])}, got {v!r}") from None
         out[hp] = (grid, path + (raw,))
     return out
 
@@ -197,6 +214,7 @@ def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where) -> l
         missing = "[benchmarks.NAME]" if not benches else "[strategies.NAME]"
         raise ConfigError(f"{where.file}: a study needs at least one {missing} table")
     configs: dict[str, RunConfig] = {}
+    total = 0  # runs so far, counted before they are built
     for bench, btable in benches.items():
         bpath = ("benchmarks", bench)
         if bench not in BENCHMARKS:
@@ -213,6 +231,10 @@ def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where) -> l
             sset = _settings(_table(stable, "settings", where, spath), spath + ("settings",), where)
             axes = {**{k: v for k, v in {**bset, **sset}.items()},
                     **{f"params.{k}": v for k, v in _hyperparameters(strat, stable, spath, where).items()}}
+            total += math.prod(len(values) for values, _ in axes.values()) * len(orders) * len(seeds)
+            if total > MAX_RUNS:
+                raise where.error(spath, f"the study has more than {MAX_RUNS} runs (at least {total}); "
+                                         "split it into smaller studies")
             for combo in itertools.product(*(values for values, _ in axes.values())):
                 chosen = dict(zip(axes, combo))
                 params = {k[7:]: v for k, v in chosen.items() if k.startswith("params.")}
@@ -239,6 +261,10 @@ def _check_options(bench: str, options: dict, path: tuple[str, ...], where: _Whe
         if key not in known:
             raise where.error(path + (key,), f"unknown option of benchmark {bench!r}; "
                                              f"known: {', '.join(known) or 'none'}")
+        try:
+            check_options(f"benchmark {bench}", BENCHMARKS.get(bench), {key: options[key]})
+        except ConfigError as exc:
+            raise where.error(path + (key,), str(exc)) from None
 
 
 def _validate(cfg: RunConfig, axes: dict[str, Any], fallback: tuple[str, ...], where: _Where) -> None:
@@ -250,8 +276,12 @@ def _validate(cfg: RunConfig, axes: dict[str, Any], fallback: tuple[str, ...], w
         m = re.match(rf"{re.escape(cfg.strategy)}: ([\w-]+) ", msg) or re.match(r"([\w-]+) must", msg)
         name = m.group(1).replace("-", "_") if m else ""
         key = f"params.{name}" if m and m.re.pattern.startswith(re.escape(cfg.strategy)) else name
-        path = axes[key][1] if key in axes else fallback
-        raise where.error(path, msg) from None
+        for prefix, setting in (("backbone ", "backbone_options"), ("plasticity:", "plasticity"),
+                                ("seed ", "study.seeds"), ("order ", "study.orders")):
+            if msg.startswith(prefix):
+                key = setting
+        path = axes[key][1] if key in axes else tuple(key.split(".")) if key.startswith("study.") else fallback
+        raise where.error(path, msg.removeprefix(f"{path[-1]}: ")) from None  # not "plasticity: plasticity: ..."
 
 
 def _check_benchmarks(configs: list[RunConfig], where: _Where) -> None:
@@ -273,3 +303,7 @@ def _check_benchmarks(configs: list[RunConfig], where: _Where) -> None:
             c.check_fits(built[sig])
         except RetainError as exc:
             raise where.error(("strategies", c.strategy, "buffer_size"), str(exc)) from None
+        try:
+            c.check_backbone(built[sig])
+        except RetainError as exc:
+            raise where.error(("benchmarks", c.benchmark), str(exc)) from None

@@ -48,4 +48,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     results = check(_data_dir(args), args.names or None)
     for r in results:
         print(f"{r.dataset:<10} {r.status:<10} {r.detail}")
-    return 1 if any(r.status == "corrupt" for r in results) else 0
+    # corrupt or incomplete data fails; a dataset wholly absent fails only when it was asked for by name
+    return 1 if any(r.status in ("corrupt", "incomplete") or (args.names and r.status == "missing")
+                    for r in results) else 0

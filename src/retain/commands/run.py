@@ -36,6 +36,13 @@ def _option(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), raw
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas (100,100), got {text!r}") from None
+
+
 def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
     """One flag per hyperparameter field of every registered strategy (shared names merge)."""
     from retain.strategies import STRATEGIES
@@ -57,8 +64,10 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _hp_option(text: str) -> tuple[str, str, Any]:
-    """STRATEGY.NAME=VALUE: one strategy's own hyperparameter value."""
-    key, value = _option(text)
+    """STRATEGY.NAME=VALUE: one strategy's own hyperparameter value (read by the field's type later)."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected STRATEGY.NAME=VALUE (e.g. derpp.beta=0.5), got {text!r}")
     strategy, dot, name = key.partition(".")
     if not dot or not strategy or not name:
         raise argparse.ArgumentTypeError(f"expected STRATEGY.NAME=VALUE (e.g. derpp.beta=0.5), got {text!r}")
@@ -100,7 +109,8 @@ def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[st
         if name not in fields[strategy]:
             raise ConfigError(f"--hp {strategy}.{raw}: {strategy} has no hyperparameter {raw!r}; it has "
                               f"{', '.join(sorted(fields[strategy])) or 'none'}")
-        out[strategy][name] = value
+        cfg = STRATEGIES.get(strategy).Config.from_params(strategy, {name: value})  # the string, read by type
+        out[strategy][name] = getattr(cfg, name)
     return out
 
 
@@ -115,6 +125,11 @@ def _configs(args: argparse.Namespace):
     strategies = list(dict.fromkeys(args.strategy or default_strategies()))
     for strategy in strategies:
         STRATEGIES.get(strategy)  # an unknown name: one line, before anything else
+    from retain.study import MAX_RUNS
+
+    if args.seeds * args.orders * len(strategies) > MAX_RUNS:
+        raise RetainError(f"--seeds x --orders x strategies is {args.seeds * args.orders * len(strategies)} runs, "
+                          f"more than the {MAX_RUNS} a study may have")
     params = _strategy_params(args, strategies)
     out = []
     preset = load_preset(args.preset) if args.preset else None
@@ -187,6 +202,7 @@ def _study(args: argparse.Namespace):
                            data_dir=first.data_dir, **first.benchmark_options)  # bad data fails here, early
     for c in configs:
         c.check_fits(bench)  # e.g. a replay buffer larger than all the training data
+        c.check_backbone(bench)  # options it cannot be built with, or too large a model
     return Study(name=args.study, configs=configs, command=_command(args))
 
 
@@ -283,7 +299,7 @@ def add_parser(sub) -> None:
     run.add_argument("--lr", type=float, help="learning rate (default: the benchmark's)")
     run.add_argument("--optimizer", choices=("sgd", "adam"), help="optimizer (default sgd)")
     run.add_argument("--backbone", help="backbone name (see `retain list`; default mlp)")
-    run.add_argument("--hidden", type=lambda s: tuple(int(v) for v in s.split(",")),
+    run.add_argument("--hidden", type=_widths,
                      help="MLP hidden widths, comma separated (default 100,100)")
     run.add_argument("--benchmark-option", action="append", type=_option, metavar="KEY=VALUE",
                      help="a benchmark option, repeatable (e.g. permute_fraction=0.5; verify=false)")

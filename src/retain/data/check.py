@@ -31,15 +31,20 @@ def _check_mnist(root: Path) -> CheckResult:
     missing, bad = [], []
     for stem, md5 in MNIST_MD5.items():
         try:
-            read_idx(find_file(root, stem), md5=md5)  # content MD5: gzip wrappers differ between mirrors
-        except DataError as exc:
-            (missing if "not found" in str(exc) else bad).append(stem)
+            path = find_file(root, stem)
+        except DataError:
+            missing.append(stem)
+            continue
+        try:
+            read_idx(path, md5=md5)  # content MD5: gzip wrappers differ between mirrors
+        except DataError as exc:  # say what is wrong (truncated, not IDX, wrong shape), not only "corrupt"
+            bad.append(f"{stem}: {str(exc).removeprefix(str(path) + ': ')}")
     return _verdict("mnist", len(MNIST_MD5), missing, bad)
 
 
 def _verdict(name: str, total: int, missing: list[str], bad: list[str]) -> CheckResult:
     if bad:
-        return CheckResult(name, "corrupt", "checksum mismatch: " + ", ".join(bad))
+        return CheckResult(name, "corrupt", "; ".join(b if ": " in b else f"{b}: checksum mismatch" for b in bad))
     if len(missing) == total:
         return CheckResult(name, "missing", f"run `retain data download {name}`")
     if missing:

@@ -54,6 +54,8 @@ def parse_idx(data: bytes, source: str) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
         raise DataError(f"{source}: not an IDX file (bad magic {data[:4].hex() or 'empty'})")
     ndim = data[3]
+    if ndim == 0:  # a scalar: no sample axis, not data of any kind
+        raise DataError(f"{source}: IDX file with 0 dimensions; expected at least 1 (the sample axis)")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{source}: IDX header truncated")
@@ -74,9 +76,24 @@ def _check_md5(path: Path, data: bytes, md5: str) -> None:
 def read_idx(path: Path, *, md5: str | None = None) -> np.ndarray:
     data = read_bytes(path)
     array = parse_idx(data, str(path))  # structure first: a bad magic says more than a checksum
+    stem = path.name.removesuffix(".gz")
+    if stem in MNIST_MD5:  # so are swapped images and labels files
+        _check_shape(path, stem, array)
     if md5 is not None:
         _check_md5(path, data, md5)
     return array
+
+
+def _check_shape(path: Path, stem: str, array: np.ndarray) -> None:
+    """Images N x 28 x 28, labels N; a labels file where images belong (or the reverse) is said so."""
+    images = "images" in stem
+    if array.shape[1:] == ((28, 28) if images else ()) and array.ndim == (3 if images else 1):
+        return
+    other = "labels" if images else "images"
+    looks = array.ndim == (1 if images else 3)
+    hint = f"; it looks like a {other} file (are the images and labels files swapped?)" if looks else ""
+    expected = "N x 28 x 28 images" if images else "N labels (1 dimension)"
+    raise DataError(f"{path}: expected {expected}, got shape {tuple(array.shape)}{hint}")
 
 
 @lru_cache(maxsize=4)
@@ -89,6 +106,8 @@ def _load_mnist_cached(data_dir: str, verify: bool) -> tuple[Tensor, Tensor, Ten
         path = find_file(root, stem)
         raw[stem] = (path, read_bytes(path))
         arrays[stem] = parse_idx(raw[stem][1], str(path))
+    for stem, array in arrays.items():  # shapes before counts: swapped files are named as such
+        _check_shape(raw[stem][0], stem, array)
     out = []
     for split in ("train", "t10k"):  # counts before checksums: the more telling message first
         images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]

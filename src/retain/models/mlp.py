@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import torch
+import math
+
 from torch import Tensor, nn
 
 from retain.errors import ConfigError
@@ -35,4 +36,4 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] 
     """MLP, hidden widths configurable (default 100-100)."""
     if not hidden or any(int(h) <= 0 for h in hidden):
         raise ConfigError(f"mlp: hidden widths must be positive integers, got {hidden!r}")
-    return MLP(int(torch.tensor(input_shape).prod()), tuple(int(h) for h in hidden), num_classes)
+    return MLP(math.prod(int(s) for s in input_shape), tuple(int(h) for h in hidden), num_classes)

@@ -6,6 +6,7 @@ CLI flags ``--redo``, ``--shrink-perturb``, ``--wsc``)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +42,33 @@ class PlasticityConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"plasticity: unknown setting(s) {unknown}; known: {sorted(known)}")
+        from retain.strategies.config import check_type, type_name
+
+        types = cls.field_types()
+        for key, value in d.items():  # wrong types refused, not coerced (true is not 1, "0.1" not 0.1)
+            if value is None and key in ("sp_shrink", "sp_noise"):
+                continue
+            try:
+                d[key] = check_type(types[key], value)
+            except ValueError:
+                raise ConfigError(f"plasticity: {key.replace('_', '-')} must be {type_name(types[key])}, "
+                                  f"got {value!r}") from None
         cfg = cls(**d)
         cfg.validate()
         return cfg
 
+    @classmethod
+    def field_types(cls) -> dict[str, type]:
+        """Each field's type, ``float | None`` read as float."""
+        return _field_types(cls)
+
     def validate(self) -> None:
+        import math
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"plasticity: {f.name.replace('_', '-')} must be a finite number, got {value}")
         checks = [("redo_tau", 0 <= self.redo_tau <= 1), ("redo_every", int(self.redo_every) >= 0),
                   ("sp_when", self.sp_when in ("task", "step")),
                   ("sp_shrink", self.sp_shrink is None or 0 < self.sp_shrink <= 1),
@@ -59,6 +82,15 @@ class PlasticityConfig:
     @property
     def enabled(self) -> bool:
         return self.redo or self.shrink_perturb or self.wsc
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, type]:
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: next(a for a in typing.get_args(hints[f.name]) or (hints[f.name],) if a is not type(None))
+            for f in dataclasses.fields(cls)}
 
 
 class Plasticity:

@@ -18,13 +18,17 @@ def add_plasticity_flags(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(plasticity_of=plasticity_options)
 
 
-def _value(text: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+def _value(key: str, text: str) -> Any:
+    """``text`` read by the type of plasticity setting ``key``; as it is when it is not one (the
+    config then names the setting and the type it expected)."""
+    from retain.plasticity import PlasticityConfig
+    from retain.strategies.config import parse_typed
+
+    typ = PlasticityConfig.field_types().get(key, str)
+    try:
+        return parse_typed(typ, text)
+    except ValueError:
+        return text
 
 
 def plasticity_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -42,5 +46,6 @@ def plasticity_options(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, val = item.partition("=")
         if not sep:
             raise ConfigError(f"--plasticity expects KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = _value(val.strip())
+        key = key.strip().replace("-", "_")
+        out[key] = _value(key, val.strip())
     return out

@@ -22,6 +22,8 @@ from retain.store import lock
 from retain.store.files import NEW, connect_readonly, inspect
 
 SCHEMA_VERSION = 1
+#: Most values one IN (...) binds; SQLite before 3.32 allows 999 variables a statement.
+_CHUNK = 900
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -173,6 +175,12 @@ class Store:
     # ---- reading ------------------------------------------------------------------------------
     def runs(self, *, status: str | None = "finished", **where: Any) -> list[dict[str, Any]]:
         """Runs as dicts (JSON columns decoded, accuracy matrix attached), oldest first."""
+        for col, val in where.items():  # SQLite binds at most a few thousand variables: long lists in chunks
+            if isinstance(val, (list, tuple, set)) and len(val) > _CHUNK:
+                vals = list(val)
+                out = [r for i in range(0, len(vals), _CHUNK)
+                       for r in self.runs(status=status, **{**where, col: vals[i: i + _CHUNK]})]
+                return sorted(out, key=lambda r: r["id"])
         clauses, args = [], []
         if status:
             clauses.append("status = ?")

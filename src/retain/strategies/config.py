@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
@@ -24,8 +25,7 @@ class StrategyConfig:
 
     @classmethod
     def fields(cls) -> list[tuple[dataclasses.Field, type]]:
-        hints = get_type_hints(cls)
-        return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+        return list(_fields(cls))
 
     @classmethod
     def from_params(cls, strategy: str, params: dict[str, Any]) -> StrategyConfig:
@@ -57,6 +57,13 @@ class StrategyConfig:
         return dataclasses.asdict(self)
 
 
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[dataclasses.Field, type], ...]:
+    """A config class's fields with their resolved types (resolved once: every run key validates)."""
+    hints = get_type_hints(cls)
+    return tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
+
+
 def parse_bool(text: str) -> bool:
     """true/false, yes/no, on/off, 1/0 (any case); anything else raises ValueError."""
     lowered = text.lower()
@@ -67,17 +74,48 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected true/false, got {text!r}")
 
 
+def type_name(typ: Any) -> str:
+    """``int`` -> 'an integer', for messages that say what was expected."""
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        typ, getattr(typ, "__name__", str(typ)))
+
+
+def check_type(typ: Any, value: Any) -> Any:
+    """``value`` if it is of type ``typ`` (an int also passes for a float, and becomes one);
+    raises ValueError otherwise. Nothing is coerced: a bool is not an int, a string is not a
+    number. One rule for every value that enters (study files, presets, stored configs)."""
+    if typ is bool:
+        ok = isinstance(value, bool)
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif typ is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif typ is str:
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(value)
+    return value
+
+
+def parse_typed(typ: Any, text: str) -> Any:
+    """A command-line string read as ``typ`` (bool: true/false, yes/no, on/off, 1/0); ValueError if it is not one."""
+    if typ is bool:
+        return parse_bool(text)
+    if typ is int:
+        return int(text)
+    if typ is float:
+        return float(text)
+    return text
+
+
 def _coerce(strategy: str, name: str, typ: Any, value: Any) -> Any:
+    """Strings (from the command line) are parsed by the field's type; any other value must
+    already be of it."""
     try:
-        if typ is bool:
-            return parse_bool(value) if isinstance(value, str) else bool(value)
-        if typ is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if typ is float:
-            return float(value)
-        return typ(value) if typ is str else value
+        return parse_typed(typ, value) if isinstance(value, str) else check_type(typ, value)
     except (TypeError, ValueError):
-        tname = getattr(typ, "__name__", str(typ))
-        raise ConfigError(f"{strategy}: {name.replace('_', '-')} must be {tname}, got {value!r}") from None
+        raise ConfigError(f"{strategy}: {name.replace('_', '-')} must be {type_name(typ)}, "
+                          f"got {value!r}") from None
