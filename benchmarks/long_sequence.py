@@ -47,11 +47,9 @@ def rss_mb() -> float:
 
 
 def _kv(text: str) -> tuple[str, object]:
+    """KEY=VALUE; the value stays a string: each strategy reads it by its field's type."""
     key, _, val = text.partition("=")
-    try:
-        return key.replace("-", "_"), float(val) if "." in val or "e" in val else int(val)
-    except ValueError:
-        return key.replace("-", "_"), {"true": True, "false": False}.get(val.lower(), val)
+    return key.replace("-", "_"), val
 
 
 def ratio(values: list[float], k: int = 10) -> float:
