@@ -20,7 +20,6 @@ import json
 import os
 import pickle
 import random
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from retain.errors import DataError
+from retain.errors import DataError, weights_only_refusal
 
 FORMAT = 1
 _PLAIN = (torch.Tensor, int, float, str, bool, type(None), torch.Size)
@@ -90,16 +89,6 @@ def save(path: Path, *, run_key: str, task: int, strategy_state: dict[str, Any],
     os.replace(tmp, path)
 
 
-def _refusal(message: str) -> str:
-    """The useful part of torch's weights-only refusal (it wraps it in advice to load unsafely)."""
-    m = re.search(r"GLOBAL (\S+)", message)
-    if m:
-        return f"it names the global {m.group(1)}"
-    skip = ("Weights only load failed", "Check the documentation", "Please file an issue")
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and not ln.startswith(skip)]
-    return lines[0] if lines else "not a weights-only file"
-
-
 def load(path: Path, *, run_key: str) -> dict[str, Any] | None:
     """The checkpoint at ``path``, or None when there is none. Refuses (DataError) a file that is
     corrupt, holds anything but tensors and plain values, or belongs to another run."""
@@ -113,7 +102,7 @@ def load(path: Path, *, run_key: str) -> dict[str, Any] | None:
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise DataError(f"{path}: checkpoint refused: it holds objects other than tensors and plain values "
-                        f"({_refusal(str(exc))}); delete it to start the run afresh") from None
+                        f"({weights_only_refusal(str(exc))}); delete it to start the run afresh") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise DataError(f"{path}: checkpoint is corrupt or truncated ({exc.__class__.__name__}); "
                         "delete it to start the run afresh") from None

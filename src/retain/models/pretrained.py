@@ -30,7 +30,10 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to parse is the file's fault
-        raise ConfigError(f"checkpoint {path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+        from retain.errors import weights_only_refusal  # torch's refusal, less its advice to load unsafely
+
+        raise ConfigError(f"checkpoint {path}: refused or unreadable ({exc.__class__.__name__}: "
+                          f"{weights_only_refusal(str(exc))})") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
