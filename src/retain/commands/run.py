@@ -262,7 +262,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         Console(width=max(Console().width, 100)).print(
             results_table(records, title=f"Results on {study.configs[0].benchmark}"))
     failed = [r for r in records if r["status"] != "finished"]
-    _print_warnings(records, console, args.warnings)
+    from retain.diagnostics.summary import print_warnings
+
+    print_warnings(records, console, args.warnings)  # failed runs and diagnostics, each fact once
     console.print(f"store: {store.path}  summary: {out / 'summary.json'}")
     if summary and not args.no_report:
         from retain.report import write_report
@@ -274,13 +276,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ConfigError as exc:  # e.g. no matplotlib: the runs are saved, only the report is missing
             console.print(f"[yellow]report skipped[/yellow]: {exc}")
     return 1 if failed else 0
-
-
-def _print_warnings(records, console, mode: str) -> None:
-    """Failed runs and the diagnostics events of the study, each fact once (retain.diagnostics.summary)."""
-    from retain.diagnostics.summary import print_warnings
-
-    print_warnings(records, console, mode)
 
 
 def add_parser(sub) -> None:
