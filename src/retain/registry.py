@@ -17,6 +17,15 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._resolvers: list[Callable[[str], bool]] = []
+
+    def add_resolver(self, resolver: Callable[[str], bool]) -> None:
+        """``resolver(name)`` is asked about names not registered (e.g. ``folder:PATH``, ``er+ewc``);
+        it registers the name itself and returns True, or returns False when the name is not its kind."""
+        self._resolvers.append(resolver)
+
+    def _resolve(self, name: str) -> bool:
+        return name in self._items or any(r(name) for r in self._resolvers)
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
@@ -29,6 +38,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         try:
+            if not self._resolve(name):
+                raise KeyError(name)
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
@@ -38,7 +49,7 @@ class Registry(Generic[T]):
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
 
     def __contains__(self, name: str) -> bool:
-        return name in self._items
+        return self._resolve(name)
 
     def items(self) -> list[tuple[str, T]]:
         return sorted(self._items.items())
