@@ -2,7 +2,7 @@
 input (50,000 random 32 x 32 uint8 images, 100 classes), retain vs a minimal PyTorch loop.
 
 retain's side writes the images as official-layout CIFAR-100 files in a temporary folder, builds
-``split-cifar100`` with the ``resnet18-reduced`` backbone through ``retain.loop.build``, and times
+``split-cifar100`` with the ``resnet18-reduced`` backbone through ``retain.training.loop.build``, and times
 the calls ``run_experiment`` makes per batch: ``iter_batches`` (gather, normalise, crop+flip on the
 whole batch) and ``Strategy.observe`` (forward, backward, SGD step). The minimal loop does the
 same math on plain tensors with the same network. A full epoch (1,563 batches of 32) takes
@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from retain.benchmarks.cifar import CIFAR100_MEAN, CIFAR100_STD
+from retain.config.run import RunConfig
 from retain.data.augment import RandomCropFlip
-from retain.loop import build, iter_batches
 from retain.models.resnet import resnet18_reduced
-from retain.runconfig import RunConfig
+from retain.training.loop import build, iter_batches
 
 N_TRAIN = 50_000
 

@@ -24,11 +24,11 @@ import time
 import numpy as np
 import torch
 
-from retain.loop import run_experiment
+from retain.config.run import RunConfig
+from retain.diagnostics.probes import make_probe_hooks
 from retain.plasticity.flags import add_plasticity_flags, plasticity_options
-from retain.probes import make_probe_hooks
-from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES
+from retain.training.loop import run_experiment
 
 #: Online EWC (one running Fisher, one anchor). lambda 100 diverges at lr 0.1 on permuted digits and
 #: gamma 1 lets the Fisher grow 100-fold over 100 tasks, so the sequence uses lambda 1, gamma 0.9.

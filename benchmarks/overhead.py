@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from minimal import accuracy_row, permuted_setup
 
 from retain.benchmarks import make_benchmark
-from retain.loop import run_experiment
-from retain.runconfig import RunConfig
+from retain.config.run import RunConfig
+from retain.training.loop import run_experiment
 
 
 def minimal_loop(train_x, train_y, test_x, test_y, *, tasks, epochs, batch_size, lr, hidden, scale, seed):

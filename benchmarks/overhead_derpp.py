@@ -21,8 +21,8 @@ import torch
 from minimal import minimal_derpp
 
 from retain.benchmarks import make_benchmark
-from retain.loop import run_experiment
-from retain.runconfig import RunConfig
+from retain.config.run import RunConfig
+from retain.training.loop import run_experiment
 
 
 def main() -> None:

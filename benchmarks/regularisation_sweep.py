@@ -17,9 +17,9 @@ import time
 
 import torch
 
+from retain.config.run import RunConfig
 from retain.errors import DivergedError
-from retain.loop import run_experiment
-from retain.runconfig import RunConfig
+from retain.training.loop import run_experiment
 
 
 def parse_grid(spec: str) -> tuple[str, dict, str, list[str]]:

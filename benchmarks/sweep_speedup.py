@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from retain.executors import InProcess, ProcessPool, Ray, run_study
-from retain.runconfig import RunConfig
+from retain.config.run import RunConfig
+from retain.execution.executors import InProcess, ProcessPool, Ray, run_study
 from retain.store import Store
 
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from retain.benchmarks.base import Experience
+from retain.config.run import RunConfig
 from retain.data.augment import RandomCropFlip
 from retain.data.transforms import ToFloat
-from retain.loop import iter_batches, train_task
 from retain.models import BACKBONES
-from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES
+from retain.training.loop import iter_batches, train_task
 
 REPLAY = ["er", "der", "derpp", "agem", "ode-memory"]
 

@@ -71,7 +71,7 @@ def test_bad_backbone_options_are_config_errors(name, shape, options, message):
 
 
 def test_run_config_rejects_unknown_backbone_options():
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
 
     with pytest.raises(ConfigError, match=r"backbone 'vit-tiny' has no option\(s\) \['nf'\]; known: .*'patch'"):
         RunConfig(backbone="vit-tiny", backbone_options={"nf": 3}).validate()

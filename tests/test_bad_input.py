@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retain.cli import main
+from retain.cli.main import main
 
 Setup = Callable[[Path], list[str]]  # makes the bad files under tmp, returns the `retain run` arguments
 SYNTH = ["--benchmark", "synthetic", "--seeds", "1"]
@@ -111,8 +111,8 @@ def _cifar_malicious(tmp: Path) -> list[str]:
 def _checkpoint_malicious(tmp: Path) -> list[str]:
     import torch
 
-    from retain.checkpoint import path_for
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
+    from retain.training.checkpoint import path_for
 
     key = RunConfig(benchmark="synthetic", strategy="naive", seed=0).key()
     path = path_for(tmp / "ckpt", key)
@@ -125,8 +125,8 @@ def _checkpoint_bad(kind: str) -> Setup:
     """A checkpoint of random bytes, or a directory where the checkpoint file should be."""
 
     def setup(tmp: Path) -> list[str]:
-        from retain.checkpoint import path_for
-        from retain.runconfig import RunConfig
+        from retain.config.run import RunConfig
+        from retain.training.checkpoint import path_for
 
         path = path_for(tmp / "ckpt", RunConfig(benchmark="synthetic", strategy="naive", seed=0).key())
         path.parent.mkdir()

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from retain.checkpoint import Checkpointer, path_for, save
+from retain.config.run import RunConfig
 from retain.errors import DataError
-from retain.loop import run_experiment
-from retain.record import execute
-from retain.runconfig import RunConfig
+from retain.execution.execute import execute
 from retain.store import Store
 from retain.strategies import STRATEGIES
+from retain.training.checkpoint import Checkpointer, path_for, save
+from retain.training.loop import run_experiment
 
 
 class Stop(Exception):
@@ -72,9 +72,9 @@ def test_resume_after_the_first_task_and_twice(tmp_path):
 _KILL_SCRIPT = """
 import os, signal, sys, torch
 torch.set_num_threads(1)
-from retain.probes import make_probe_hooks
-from retain.record import execute
-from retain.runconfig import RunConfig
+from retain.diagnostics.probes import make_probe_hooks
+from retain.execution.execute import execute
+from retain.config.run import RunConfig
 def hook(ctx):
     if ctx.task == 2:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from retain.benchmarks import make_benchmark
+from retain.config.run import RunConfig
 from retain.data.augment import RandomCropFlip
 from retain.data.cifar import load_cifar10, load_cifar100, read_batch
 from retain.data.safe_pickle import safe_load, safe_loads
 from retain.errors import ConfigError, DataError
-from retain.loop import run_experiment
-from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES
+from retain.training.loop import run_experiment
 from vision_fixtures import py2_dumps, write_cifar10, write_cifar100
 
 
@@ -168,7 +168,7 @@ def test_every_strategy_runs_split_cifar100(tiny_cifar100, strategy, scenario):
 
 
 def test_cli_run_on_files_that_are_not_official_fails_before_writing(tmp_path, capsys):
-    from retain.cli import main
+    from retain.cli.main import main
 
     write_cifar100(tmp_path / "data")
     rc = main(["run", "--benchmark", "split-cifar100", "--strategy", "naive", "--backbone", "resnet18-reduced",

@@ -3,8 +3,8 @@ that field, `--hp STRATEGY.NAME=VALUE` to one strategy, and no flag changes what
 
 from __future__ import annotations
 
-from retain.cli import build_parser
-from retain.commands.run import _configs
+from retain.cli.main import build_parser
+from retain.cli.run import _configs
 
 
 def configs(*argv: str):
@@ -34,7 +34,7 @@ def test_version(capsys):
     import pytest
 
     from retain import __version__
-    from retain.cli import main
+    from retain.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--version"])

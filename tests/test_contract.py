@@ -5,10 +5,10 @@ import math
 
 import pytest
 
+from retain.config.run import RunConfig
 from retain.errors import ConfigError
-from retain.loop import run_experiment
-from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES
+from retain.training.loop import run_experiment
 
 # Small values for hyperparameters some strategies have; keys a strategy lacks are ignored.
 TINY = {"buffer_size": 32, "replay_batch_size": 16}

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from retain.benchmarks import make_benchmark
+from retain.config.run import RunConfig
 from retain.data.core50 import TEST_SESSIONS, load_core50, read_images
 from retain.errors import ConfigError, DataError
-from retain.loop import run_experiment
-from retain.runconfig import RunConfig
+from retain.training.loop import run_experiment
 from vision_fixtures import write_core50, write_py2
 
 

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from retain.commands.run import default_strategies
-from retain.executors import ProcessPool, available_cores, run_study
-from retain.runconfig import RunConfig
+from retain.cli.run import default_strategies
+from retain.config.run import RunConfig
+from retain.execution.executors import ProcessPool, available_cores, run_study
 from retain.store import Store
 from retain.strategies import STRATEGIES
 

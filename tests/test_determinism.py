@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from retain.loop import RunResult, run_experiment
-from retain.runconfig import RunConfig
+from retain.config.run import RunConfig
 from retain.strategies import STRATEGIES
+from retain.training.loop import RunResult, run_experiment
 
 # Small values for hyperparameters some strategies have (the buffer must fit the tiny data).
 TINY = {"buffer_size": 32, "replay_batch_size": 16}

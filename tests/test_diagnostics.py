@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from retain.diagnostics import buffer, dissimilarity, forgetting, plasticity, variance
+from retain.diagnostics import buffer, collapse, dissimilarity, forgetting, variance
 
 
 def test_forgetting_drops_and_sudden_event():
@@ -22,49 +22,49 @@ def test_forgetting_drops_and_sudden_event():
 
 def test_dead_relu_layer_is_fully_dormant_and_inactive():
     dead = torch.relu(-torch.rand(64, 10))  # all zeros
-    assert plasticity.dormant_fraction(dead) == 1.0
-    assert plasticity.inactive_fraction(dead) == 1.0
+    assert collapse.dormant_fraction(dead) == 1.0
+    assert collapse.inactive_fraction(dead) == 1.0
     alive = torch.rand(64, 10) + 0.1
-    assert plasticity.dormant_fraction(alive) == 0.0 and plasticity.inactive_fraction(alive) == 0.0
+    assert collapse.dormant_fraction(alive) == 0.0 and collapse.inactive_fraction(alive) == 0.0
     half = torch.cat([alive[:, :5], dead[:, :5]], 1)
-    assert plasticity.dormant_fraction(half) == 0.5
-    assert plasticity.redo_scores(alive).mean() == pytest.approx(1.0)
+    assert collapse.dormant_fraction(half) == 0.5
+    assert collapse.redo_scores(alive).mean() == pytest.approx(1.0)
 
 
 def test_rarely_active_unit_counts_only_under_the_1pct_definition():
     h = torch.ones(1000, 4)
     h[:, 0] = 0
     h[:5, 0] = 1000.0  # active on 0.5% of inputs but with a large mean: not ReDo-dormant
-    assert plasticity.inactive_fraction(h) == 0.25
-    assert plasticity.dormant_fraction(h) == 0.0
+    assert collapse.inactive_fraction(h) == 0.25
+    assert collapse.dormant_fraction(h) == 0.0
 
 
 def test_effective_rank_and_energy_rank_known_answers():
     d = 16
     q, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64))
-    assert plasticity.effective_rank(torch.eye(d)) == pytest.approx(d)
-    assert plasticity.effective_rank(q * 3.0) == pytest.approx(d)  # identity covariance, any rotation
-    assert plasticity.energy_rank(torch.eye(d)) == d
+    assert collapse.effective_rank(torch.eye(d)) == pytest.approx(d)
+    assert collapse.effective_rank(q * 3.0) == pytest.approx(d)  # identity covariance, any rotation
+    assert collapse.energy_rank(torch.eye(d)) == d
     rank1 = torch.randn(50, 1) @ torch.randn(1, d)
-    assert plasticity.effective_rank(rank1) == pytest.approx(1.0, abs=1e-3)
-    assert plasticity.energy_rank(rank1) == 1
-    assert plasticity.effective_rank(torch.zeros(5, 3)) == 0.0
+    assert collapse.effective_rank(rank1) == pytest.approx(1.0, abs=1e-3)
+    assert collapse.energy_rank(rank1) == 1
+    assert collapse.effective_rank(torch.zeros(5, 3)) == 0.0
 
 
 def test_collapse_event_fires_on_falling_learning_acc_with_rising_dormancy_only():
     learn = [0.9, 0.9, 0.9, 0.9, 0.88, 0.8]
     dormant = [0.1, 0.1, 0.1, 0.1, 0.2, 0.4]
-    ev = plasticity.collapse_events(learn, dormant, window=5)
+    ev = collapse.collapse_events(learn, dormant, window=5)
     assert len(ev) == 1 and ev[0]["kind"] == "plasticity_collapse" and "--redo" in ev[0]["message"]
-    assert plasticity.collapse_events(learn, [0.5, 0.5, 0.4, 0.3, 0.2, 0.1], window=5) == []
-    assert plasticity.collapse_events(learn[:-1], dormant[:-1], window=5) == []  # a 2-point fall is not yet a collapse
-    assert plasticity.collapse_events([0.9] * 6, dormant, window=5) == []
+    assert collapse.collapse_events(learn, [0.5, 0.5, 0.4, 0.3, 0.2, 0.1], window=5) == []
+    assert collapse.collapse_events(learn[:-1], dormant[:-1], window=5) == []  # a 2-point fall is not yet a collapse
+    assert collapse.collapse_events([0.9] * 6, dormant, window=5) == []
     # Still collapsing one task later: no second event.
-    assert plasticity.collapse_events(learn + [0.6], dormant + [0.6], window=5) == []
-    assert plasticity.slope([1, 2, 3]) == pytest.approx(1.0)
+    assert collapse.collapse_events(learn + [0.6], dormant + [0.6], window=5) == []
+    assert collapse.slope([1, 2, 3]) == pytest.approx(1.0)
     # One badly learnt task is an outlier, not a collapse (medians of the window's halves).
-    assert plasticity.collapse_events([0.9] * 9 + [0.5], [0.1] * 5 + [0.3] * 5, window=10) == []
-    assert plasticity.collapse_events([0.9] * 5 + [0.8, 0.75, 0.7, 0.6, 0.5], [0.1] * 5 + [0.3] * 5, window=10)
+    assert collapse.collapse_events([0.9] * 9 + [0.5], [0.1] * 5 + [0.3] * 5, window=10) == []
+    assert collapse.collapse_events([0.9] * 5 + [0.8, 0.75, 0.7, 0.6, 0.5], [0.1] * 5 + [0.3] * 5, window=10)
 
 
 def test_mean_abs_weight_ignores_biases():
@@ -72,7 +72,7 @@ def test_mean_abs_weight_ignores_biases():
     with torch.no_grad():
         m.weight.fill_(-2.0)
         m.bias.fill_(100.0)
-    assert plasticity.mean_abs_weight(m) == 2.0
+    assert collapse.mean_abs_weight(m) == 2.0
 
 
 def test_variance_interval_and_overlap_event():
@@ -147,7 +147,7 @@ def test_dissimilarity_event_gate_is_configurable():
 @pytest.mark.slow
 def test_benchmark_dissimilarity_grows_with_the_permuted_fraction():
     from retain.benchmarks import make_benchmark
-    from retain.dissimilarity_study import benchmark_dissimilarity
+    from retain.execution.dissimilarity_study import benchmark_dissimilarity
 
     d = [benchmark_dissimilarity(make_benchmark("permuted-digits", tasks=2, seed=0, permute_fraction=p), 300)
          for p in (0.0, 0.5, 1.0)]
@@ -160,9 +160,9 @@ def test_benchmark_dissimilarity_grows_with_the_permuted_fraction():
 def test_cli_study_dissimilarity_writes_plot_and_table(tmp_path):
     import json
 
-    from retain.cli import main
+    from retain.cli.main import main
 
-    rc = main(["study", "dissimilarity", "--fractions", "0,1", "--strategy", "naive", "--tasks", "2",
+    rc = main(["dissimilarity", "--fractions", "0,1", "--strategy", "naive", "--tasks", "2",
                "--epochs", "1", "--samples", "200", "--out", str(tmp_path), "--quiet"])
     assert rc == 0
     rows = json.loads((tmp_path / "dissimilarity.json").read_text())
@@ -173,9 +173,9 @@ def test_cli_study_dissimilarity_writes_plot_and_table(tmp_path):
 
 
 def test_cli_study_rejects_a_non_permuted_benchmark(tmp_path, capsys):
-    from retain.cli import main
+    from retain.cli.main import main
 
-    assert main(["study", "dissimilarity", "--benchmark", "split-digits", "--out", str(tmp_path)]) == 2
+    assert main(["dissimilarity", "--benchmark", "split-digits", "--out", str(tmp_path)]) == 2
     assert "permuted" in capsys.readouterr().err
 
 
@@ -184,8 +184,8 @@ def test_event_warnings_group_by_strategy_and_kind_and_add_the_variance_check():
 
     from rich.console import Console
 
-    from retain.diagnostics.summary import warning_lines
-    from retain.probes import print_event_warnings
+    from retain.cli.warnings import warning_lines
+    from retain.diagnostics.probes import print_event_warnings
 
     ev = [{"task": t, "kind": "sudden_forgetting", "message": f"drop at {t + 1}"} for t in (2, 3, 4)]
     recs = [{"strategy": "ewc", "seed": s, "benchmark": "b", "status": "finished", "events": ev if s == 0 else [],
@@ -202,9 +202,9 @@ def test_event_warnings_group_by_strategy_and_kind_and_add_the_variance_check():
 
 
 def test_probe_hook_reads_a_real_replay_buffer():
-    from retain.loop import run_experiment
-    from retain.probes import make_probe_hooks
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
+    from retain.diagnostics.probes import make_probe_hooks
+    from retain.training.loop import run_experiment
 
     res = run_experiment(RunConfig(benchmark="synthetic", strategy="er", tasks=2, params={"buffer_size": 20}),
                          after_task=make_probe_hooks())

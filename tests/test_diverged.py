@@ -8,12 +8,12 @@ import math
 
 import pytest
 
-from retain.cli import main
+from retain.cli.main import main
+from retain.config.run import RunConfig
 from retain.errors import DivergedError
-from retain.loop import run_experiment
-from retain.record import execute
-from retain.runconfig import RunConfig
+from retain.execution.execute import execute
 from retain.store import Store
+from retain.training.loop import run_experiment
 
 
 def test_the_loop_raises_with_the_task_and_the_lr():

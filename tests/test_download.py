@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from retain.cli import main
+from retain.cli.main import main
 from retain.data.catalog import DatasetFiles, Remote
 from retain.data.check import check
 from retain.data.cifar import load_cifar10

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from processes import env, lock_is_free, retain, session, wait_until
-from retain.cli import main
+from retain.cli.main import main
+from retain.config.run import RunConfig
+from retain.config.study_file import load_study
 from retain.errors import ConfigError
-from retain.executors import InProcess, ProcessPool, Ray, make_executor, run_study
-from retain.runconfig import RunConfig
+from retain.execution.executors import InProcess, ProcessPool, Ray, make_executor, run_study
 from retain.store import Store
-from retain.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retain.cli import main
+from retain.cli.main import main
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -111,7 +111,7 @@ def test_an_unknown_key_is_refused(capsys, table, key, value):
 def _known_keys() -> set[str]:
     import dataclasses
 
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
     from retain.strategies import STRATEGIES
 
     names = {f.name for f in dataclasses.fields(RunConfig)}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from retain.loop import build, iter_batches, run_experiment
-from retain.runconfig import RunConfig
+from retain.config.run import RunConfig
 from retain.strategies import STRATEGIES
 from retain.strategies.base import Strategy
+from retain.training.loop import build, iter_batches, run_experiment
 
 CFG = dict(benchmark="synthetic", tasks=3, epochs=2, seed=5)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from retain import metrics
+from retain.metrics import matrix as metrics
 
 # Hand-computed example: 3 tasks.
 R = [[0.9, 0.1, 0.2],
@@ -53,7 +53,7 @@ def test_confidence_interval():
 def test_t_quantile_matches_scipy_without_importing_it():
     from scipy import stats
 
-    from retain.metrics import t_quantile
+    from retain.metrics.matrix import t_quantile
 
     for df in (1, 2, 3, 4, 9, 29, 30, 101, 1000):
         for level in (0.5, 0.9, 0.95, 0.99):

@@ -4,10 +4,10 @@ both blocks off it is exactly ER."""
 import pytest
 import torch
 
-from retain.loop import run_experiment
+from retain.config.run import RunConfig
 from retain.models.mlp import mlp
 from retain.models.ode_memory import MemoryRead, ODEBlock, ODEMemoryNet
-from retain.runconfig import RunConfig
+from retain.training.loop import run_experiment
 
 pytest.importorskip("torchdiffeq")
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from retain.loop import run_experiment
+from retain.config.run import RunConfig
 from retain.models.mlp import MLP
-from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES
 from retain.strategies.online_lora import OnlineLoRAConfig, attach_lora, lora_parameters, merge_lora
 from retain.strategies.plateau import PlateauDetector
+from retain.training.loop import run_experiment
 
 pytest.importorskip("peft")
 

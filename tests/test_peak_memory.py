@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from retain import peak_memory
-from retain.loop import run_experiment
-from retain.peak_memory import PROCESS_PEAK, RUN_PEAK, PeakMemory
-from retain.runconfig import RunConfig
+from retain.config.run import RunConfig
+from retain.training import peak_memory
+from retain.training.loop import run_experiment
+from retain.training.peak_memory import PROCESS_PEAK, RUN_PEAK, PeakMemory
 
 
 def big_allocation(mib: int = 300) -> None:

@@ -4,16 +4,16 @@ import pytest
 import torch
 from torch import nn
 
+from retain.config.run import RunConfig
+from retain.diagnostics.probes import ProbeConfig, make_probe_hooks
 from retain.errors import ConfigError
-from retain.loop import run_experiment
 from retain.models.mlp import MLP
 from retain.plasticity import PlasticityConfig, make_plasticity
 from retain.plasticity.redo import linear_relu_triples, redo_reset
 from retain.plasticity.shrink_perturb import init_scales, shrink_perturb
 from retain.plasticity.wsc import WeightSpaceConsolidation
-from retain.probes import ProbeConfig, make_probe_hooks
-from retain.runconfig import RunConfig
 from retain.store import Store
+from retain.training.loop import run_experiment
 
 
 def _mlp_with_dead_units(dead=(0, 3, 5)):
@@ -97,7 +97,7 @@ def test_each_fix_runs_in_the_loop_and_changes_the_run(fix):
 
 
 def test_probe_hook_records_probes_and_events_into_the_store(tmp_path):
-    from retain.record import finished_record
+    from retain.execution.execute import finished_record
 
     res = run_experiment(RunConfig(benchmark="permuted-digits", tasks=3, epochs=2),
                          after_task=make_probe_hooks(ProbeConfig(otdd=True)))

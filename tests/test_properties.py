@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retain import metrics as M
+from retain.config.run import RunConfig
 from retain.errors import ConfigError
-from retain.runconfig import RunConfig
+from retain.metrics import matrix as M
 
 acc = st.floats(0.0, 1.0, allow_nan=False)
 
@@ -116,8 +116,8 @@ def test_no_change_means_no_forgetting(final):
 
 
 # ---- the study-file parser -------------------------------------------------------------------
-pytest.importorskip("retain.study")
-from retain.study import parse_study  # noqa: E402
+pytest.importorskip("retain.config.study_file")
+from retain.config.study_file import parse_study  # noqa: E402
 
 _FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Names a benchmark table may hold: every run setting, and its options table.

@@ -12,13 +12,13 @@ from torch import nn
 
 from retain.benchmarks import make_benchmark
 from retain.benchmarks.blur import stream_parts
+from retain.config.run import RunConfig
 from retain.errors import ConfigError
-from retain.loop import build, run_experiment
 from retain.models.mlp import MLP
-from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES
 from retain.strategies.lwf import distillation
 from retain.strategies.penalties import fisher_diagonal
+from retain.training.loop import build, run_experiment
 
 
 def make(strategy: str, model: nn.Module | None = None, lr: float = 0.1, **params):

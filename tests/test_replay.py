@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from retain.config.presets import load_preset, preset_names, resolve
+from retain.config.run import RunConfig
 from retain.errors import ConfigError
-from retain.loop import run_experiment
 from retain.memory.reservoir import ReplayBatch
-from retain.presets import load_preset, preset_names, resolve
-from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES
 from retain.strategies.agem import project
+from retain.training.loop import run_experiment
 
 
 def make(name: str, **params):
@@ -158,7 +158,7 @@ def test_presets_give_the_papers_values_and_flags_override_them():
 def test_cli_preset_flag_resolves_to_the_protocol(tmp_path):
     import argparse
 
-    import retain.commands.run as run_cmd
+    import retain.cli.run as run_cmd
 
     root = argparse.ArgumentParser()
     run_cmd.add_parser(root.add_subparsers())

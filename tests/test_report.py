@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retain.cli import main
+from retain.cli.main import main
 from retain.errors import ConfigError
-from retain.metrics import confidence_interval, summarize
+from retain.metrics.matrix import confidence_interval, summarize
 from retain.report import write_report
 from retain.store import Store
 

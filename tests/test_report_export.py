@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from retain.cli import main
-from retain.metrics import confidence_interval
+from retain.cli.main import main
+from retain.metrics.matrix import confidence_interval
 from retain.report import render_table, write_report
 from retain.report.export import latex_escape
 from retain.store import Store

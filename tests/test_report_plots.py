@@ -9,7 +9,7 @@ import matplotlib.colors as mc
 import numpy as np
 import pytest
 
-from retain.metrics import confidence_interval
+from retain.metrics.matrix import confidence_interval
 from retain.report import plots, plots_summary, write_report
 from retain.report.data import group_runs
 from retain.report.style import DPI, PAGE_WIDTH, PALETTE, method_styles

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from retain.benchmarks import make_benchmark
-from retain.cli import main
-from retain.loop import iter_batches, run_experiment
-from retain.runconfig import RunConfig
+from retain.cli.main import main
+from retain.config.run import RunConfig
 from retain.store import Store
+from retain.training.loop import iter_batches, run_experiment
 
 
 def test_permuted_digits_shares_one_copy_of_the_data():

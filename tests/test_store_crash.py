@@ -109,9 +109,9 @@ def test_sigkilled_study_loses_nothing_and_completes(tmp_path):
     assert stats["finished"] == SEEDS and stats["lost"] == 0, (seed, stats)
     assert stats["kills_landed"] >= 1, (seed, stats)
     # Same numbers as runs never interrupted (checkpoints resumed under kills included).
-    from retain.loop import run_experiment
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
     from retain.store import Store
+    from retain.training.loop import run_experiment
 
     runs = {r["seed"]: r["acc_matrix"] for r in Store(tmp_path / "retain.db").runs()}
     for s in range(SEEDS):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from processes import env, retain
-from retain.cli import main
+from retain.cli.main import main
 from retain.errors import StoreError
 from retain.store import SCHEMA_VERSION, Store
 
@@ -123,8 +123,8 @@ def test_an_sqlite_file_without_tables_is_a_new_store(tmp_path):
 
 @functools.cache
 def _real_record() -> dict:
-    from retain.record import execute
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
+    from retain.execution.execute import execute
 
     return execute(RunConfig(benchmark="synthetic", tasks=2, epochs=1, hidden=(8,)).validate(), study="")
 

@@ -69,8 +69,8 @@ def test_a_writer_killed_with_sigkill_leaves_the_store_free(tmp_path):
 
 
 def test_a_finished_run_is_never_recorded_twice(tmp_path):
-    from retain.record import execute
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
+    from retain.execution.execute import execute
 
     rec = execute(RunConfig(benchmark="synthetic", tasks=2, epochs=1, hidden=(8,)).validate(), study="")
     with Store(tmp_path / "r.db") as store:

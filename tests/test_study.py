@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from retain.config.study_file import load_study, parse_study
+from retain.config.toml_lines import key_lines
 from retain.errors import ConfigError
-from retain.study import load_study, parse_study
-from retain.study_lines import key_lines
 
 BASE = """\
 [study]

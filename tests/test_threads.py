@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from retain.executors import InProcess, ProcessPool, make_executor, run_study, threads_per_run
-from retain.runconfig import RunConfig
+from retain.config.run import RunConfig
+from retain.execution.executors import InProcess, ProcessPool, make_executor, run_study, threads_per_run
+from retain.execution.progress import auto_workers
 from retain.store import Store
-from retain.sweep import auto_workers
 
 
 def _cfg(seed: int = 0) -> RunConfig:
@@ -26,7 +26,7 @@ def test_threads_share_the_cores_between_concurrent_runs():
 
 
 def test_auto_workers_never_exceeds_the_runs_to_do(monkeypatch):
-    monkeypatch.setattr("retain.sweep.available_cores", lambda: 4)
+    monkeypatch.setattr("retain.execution.progress.available_cores", lambda: 4)
     assert auto_workers(1) == 1  # one run: in this process, on every core
     assert auto_workers(3) == 3
     assert auto_workers(30) == 4

@@ -1,4 +1,4 @@
-"""The warnings after `retain run`'s table (retain.diagnostics.summary): each fact once, most
+"""The warnings after `retain run`'s table (retain.cli.warnings): each fact once, most
 severe first, no advice to the bounds or towards the method being run, a variance alarm only
 where the intervals leave a ranking open, failures once, tasks numbered from 1."""
 
@@ -9,8 +9,8 @@ import textwrap
 import pytest
 from rich.console import Console
 
-from retain.diagnostics import advice, dissimilarity, forgetting, plasticity
-from retain.diagnostics.summary import print_warnings, warning_lines
+from retain.cli.warnings import print_warnings, warning_lines
+from retain.diagnostics import advice, collapse, dissimilarity, forgetting
 from retain.strategies import STRATEGIES
 
 BENCH = "permuted-digits"
@@ -28,7 +28,7 @@ def dissim_event(value=0.89, task=1):
 
 
 def collapse_event():
-    return plasticity.collapse_events([0.9] * 5 + [0.8, 0.75, 0.7, 0.6, 0.5], [0.1] * 5 + [0.3] * 5)[0]
+    return collapse.collapse_events([0.9] * 5 + [0.8, 0.75, 0.7, 0.6, 0.5], [0.1] * 5 + [0.3] * 5)[0]
 
 
 def rec(strategy, seed, *, bench=BENCH, events=(), avg=0.5, forg=0.1, status="finished", error=None):
@@ -123,7 +123,7 @@ def test_variance_alarm_fires_for_close_overlapping_groups_only():
 
 def test_variance_alarm_uses_the_ci_half_width():
     close = groups([("er", [0.74, 0.78, 0.76]), ("der", [0.73, 0.77, 0.755])])
-    from retain.metrics import format_mean_ci
+    from retain.metrics.matrix import format_mean_ci
 
     line = next(line for line in warning_lines(close, "all") if "not established" in line)
     assert f"er {format_mean_ci([0.74, 0.78, 0.76])}" in line  # 76.0 ± 5.0, not the full width 9.9
@@ -190,7 +190,7 @@ def test_summary_fits_a_dozen_lines_most_severe_first_and_says_where_the_rest_is
 
 
 def test_print_modes_and_the_old_name():
-    from retain.probes import print_event_warnings
+    from retain.diagnostics.probes import print_event_warnings
 
     recs = failed_study()
 
@@ -207,9 +207,9 @@ def test_print_modes_and_the_old_name():
 
 
 def test_probes_advise_by_family_and_number_tasks_from_one():
-    from retain.loop import run_experiment
-    from retain.probes import make_probe_hooks
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
+    from retain.diagnostics.probes import make_probe_hooks
+    from retain.training.loop import run_experiment
 
     for name, has_advice in (("naive", False), ("ewc", True)):
         res = run_experiment(RunConfig(benchmark="synthetic", strategy=name, tasks=3), after_task=make_probe_hooks())

@@ -1,3 +1,3 @@
-from retain.cli import main
+from retain.cli.main import main
 
 raise SystemExit(main())

@@ -4,7 +4,7 @@ data that name what went wrong in a run and what to do about it.
 Every probe returns plain floats; every check returns a list of *events*, dicts with the keys
 the store's ``events`` table holds: ``task``, ``kind``, ``value``, ``threshold``, ``message``
 (the message ends with a plain recommendation). The wiring into the run loop is
-:mod:`retain.probes`.
+:mod:`retain.diagnostics.probes`.
 """
 
 from __future__ import annotations

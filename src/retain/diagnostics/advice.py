@@ -9,7 +9,7 @@ family of the method being run (no "use replay" to ER). A message is ``fact`` or
 
 from __future__ import annotations
 
-from retain.diagnostics import forgetting, plasticity
+from retain.diagnostics import collapse, forgetting
 
 BOUND = "bound"
 
@@ -41,7 +41,7 @@ def advice(kind: str, family: str) -> str:
     if kind == "sudden_forgetting":
         return _FORGETTING.get(family, forgetting.RECOMMEND)
     if kind == "plasticity_collapse":
-        return plasticity.RECOMMEND
+        return collapse.RECOMMEND
     return ""
 
 

@@ -20,7 +20,7 @@ Two measures:
 
 The gate of 0.73 above which continual learning is said to falter is a **heuristic** from the
 project's seed; no primary source for it was found. It is a parameter, not a law:
-``retain study dissimilarity`` measures where a strategy actually falters.
+``retain dissimilarity`` measures where a strategy actually falters.
 """
 
 from __future__ import annotations
@@ -149,5 +149,5 @@ def dissimilarity_events(probes: dict[str, float], task: int, gate: float = HEUR
         return []
     msg = (f"benchmark: task {task + 1} differs from task {task}: dissimilarity {v:.2f} > {gate:.2f} (a heuristic "
            "gate, no primary source), so expect forgetting where earlier tasks are not protected; "
-           "`retain study dissimilarity` measures where a method falters")
+           "`retain dissimilarity` measures where a method falters")
     return [make_event("task_dissimilarity", task, v, gate, msg)]

@@ -6,7 +6,7 @@ The rule: rank the groups of a benchmark by a metric; when the 95% intervals of 
 in that ranking overlap (and their means differ), which of the two is better is not
 established. A fixed width threshold would fire by construction at the default 3 seeds
 (t = 4.30 makes every interval wide) even when methods are far apart; this rule fires only where
-the ranking is in doubt. Groups with fewer than ``retain.metrics.MIN_RUNS_FOR_INTERVAL`` runs
+the ranking is in doubt. Groups with fewer than ``retain.metrics.matrix.MIN_RUNS_FOR_INTERVAL`` runs
 have no interval and are left out of the ranking. Works on store records (dicts with
 ``benchmark``, ``strategy``, ``metrics``, ``status``).
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retain.diagnostics import Event, make_event
-from retain.metrics import MIN_RUNS_FOR_INTERVAL, confidence_interval, format_mean_ci, mean_std
+from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL, confidence_interval, format_mean_ci, mean_std
 
 RECOMMEND = "more seeds (--seeds) narrow the intervals"
 METRIC_NAMES = {"avg_acc": "avg acc", "forgetting": "forgetting", "learning_acc": "learning acc", "bwt": "BWT"}

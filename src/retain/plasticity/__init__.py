@@ -140,7 +140,7 @@ class Plasticity:
             self.wsc.end_task()
 
     def state_dict(self) -> dict[str, Any]:
-        """What carries over from one task to the next, for checkpoints (retain.checkpoint); the
+        """What carries over from one task to the next, for checkpoints (retain.training.checkpoint); the
         per-task state (WSC's moments and average) is rebuilt by ``begin_task``."""
         wsc = {"prev": self.wsc.prev, "resets": self.wsc.resets} if self.wsc is not None else None
         return {"steps": self.steps, "reset_units": self.reset_units, "gen": self.gen.get_state(), "wsc": wsc}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from retain.diagnostics.plasticity import redo_scores
+from retain.diagnostics.collapse import redo_scores
 
 
 def linear_relu_triples(model: nn.Module) -> list[tuple[nn.Linear, nn.ReLU, nn.Linear]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from retain.metrics import MIN_RUNS_FOR_INTERVAL
+from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL
 from retain.report import plots, tables
 from retain.report.data import Group, group_runs
 from retain.report.document import Block, Bullets, Code, Heading, Image, Para

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from retain.metrics import average_accuracy_curve, confidence_interval
+from retain.metrics.matrix import average_accuracy_curve, confidence_interval
 
 #: Settings a strategy must share with naive for naive to be its reference.
 _SAME_SETUP = ("tasks", "scenario", "backbone", "hidden", "epochs", "task_free")

@@ -1,14 +1,14 @@
 """The results table for other tools: CSV with one number per cell (for pandas, R, a
 spreadsheet) and a LaTeX ``tabular`` per benchmark (booktabs) to ``\\input`` into a paper.
 ``ci95`` / ``±`` is the half-width of the 95% Student-t interval over runs, empty / absent under
-:data:`~retain.metrics.MIN_RUNS_FOR_INTERVAL` runs, as in the Markdown report."""
+:data:`~retain.metrics.matrix.MIN_RUNS_FOR_INTERVAL` runs, as in the Markdown report."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from retain.metrics import MIN_RUNS_FOR_INTERVAL, confidence_interval
+from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL, confidence_interval
 from retain.report.data import Group
 from retain.report.tables import MEASURES, params_of
 

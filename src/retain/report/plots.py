@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retain.metrics import MIN_RUNS_FOR_INTERVAL, confidence_interval
+from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL, confidence_interval
 from retain.report.data import Group
 from retain.report.style import PAGE_WIDTH, plt, save, styled
 

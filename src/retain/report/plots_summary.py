@@ -1,6 +1,6 @@
 """The report's figures of final numbers per method: accuracy and forgetting bars with every run
 shown, and accuracy against cost (time, memory) with the Pareto front. Whiskers are the 95%
-Student-t interval over runs, drawn only from :data:`~retain.metrics.MIN_RUNS_FOR_INTERVAL` runs."""
+Student-t interval over runs, drawn only from :data:`~retain.metrics.matrix.MIN_RUNS_FOR_INTERVAL` runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retain.metrics import MIN_RUNS_FOR_INTERVAL, confidence_interval
+from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL, confidence_interval
 from retain.report.data import Group
 from retain.report.style import PAGE_WIDTH, plt, save, styled
 

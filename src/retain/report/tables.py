@@ -1,6 +1,6 @@
 """The report's tables, built from the store's runs. ``±`` is the half-width of the 95% Student-t
 confidence interval over a group's runs (seeds and task orders); under
-:data:`~retain.metrics.MIN_RUNS_FOR_INTERVAL` runs a cell shows the mean and n only."""
+:data:`~retain.metrics.matrix.MIN_RUNS_FOR_INTERVAL` runs a cell shows the mean and n only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from retain.metrics import format_mean_ci
+from retain.metrics.matrix import format_mean_ci
 from retain.report.data import Group, reference, scenario_of
 from retain.report.descriptions import complexity, summary
 from retain.report.document import Table

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retain.errors import ConfigError
-from retain.metrics import average_accuracy_curve
+from retain.metrics.matrix import average_accuracy_curve
 
 
 def _writer(logdir: Path):

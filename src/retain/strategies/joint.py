@@ -4,7 +4,7 @@ As in the DER paper (Buzzega et al., NeurIPS 2020, arXiv:2004.07211, "JOINT") an
 code (``models/joint.py``): nothing is trained while the tasks arrive; at the last task the model
 is re-initialised and trained for ``epochs`` passes over all tasks' data, shuffled together.
 Here the re-initialisation is the run's own initial weights (same seed, same batch order), so the
-final model is exactly a fresh model of that seed trained on everything (see ``retain.loop``).
+final model is exactly a fresh model of that seed trained on everything (see ``retain.training.loop``).
 
 What it measures: only the final average accuracy (``avg_acc``). The accuracy-matrix rows before
 the last task are of the untrained model, so forgetting, BWT, FWT and learning accuracy are left

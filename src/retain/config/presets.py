@@ -45,7 +45,7 @@ class Preset:
 
     def settings(self, strategy: str, buffer_size: int | None = None) -> PresetSettings:
         """Protocol values plus ``strategy``'s best values at ``buffer_size`` (or the default)."""
-        from retain.runconfig import RunConfig
+        from retain.config.run import RunConfig
 
         run_fields = {f.name for f in dataclasses.fields(RunConfig)}
         out = PresetSettings()
@@ -73,7 +73,7 @@ class Preset:
 
 
 def preset_names() -> list[str]:
-    folder = resources.files("retain") / "presets"
+    folder = resources.files("retain.config") / "presets"
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
@@ -82,7 +82,7 @@ def load_preset(name: str) -> Preset:
     names = preset_names()
     if name not in names:
         raise ConfigError(f"unknown preset {name!r}; known: {', '.join(names) or 'none'}")
-    path = resources.files("retain") / "presets" / f"{name}.toml"
+    path = resources.files("retain.config") / "presets" / f"{name}.toml"
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

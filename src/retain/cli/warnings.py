@@ -23,7 +23,7 @@ from typing import Any
 
 from retain.diagnostics import advice as adv
 from retain.diagnostics.variance import METRIC_NAMES, RECOMMEND, overlapping_rankings
-from retain.metrics import MIN_RUNS_FOR_INTERVAL
+from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL
 
 MODES = ("all", "summary", "none")
 MAX_LINES = 12
@@ -184,7 +184,7 @@ def benchmark_facts(s: _Study) -> list[Finding]:
         seen = "" if runs == total else f", in {runs} of {total} runs"
         out.append(Finding(BENCHMARK, f"{bench} (a fact of the benchmark): {where} by {value} > "
                                       f"{hits[0][1].get('threshold', 0.0):.2f} (heuristic gate{seen}); expect "
-                                      "forgetting; see `retain study dissimilarity`", runs))
+                                      "forgetting; see `retain dissimilarity`", runs))
     return out
 
 

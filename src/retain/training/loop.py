@@ -17,15 +17,15 @@ import torch
 from retain.benchmarks import make_benchmark
 from retain.benchmarks.base import Benchmark, Experience, TrainBatch, gather_train
 from retain.benchmarks.blur import blurred_batches
-from retain.checkpoint import Checkpointer
+from retain.config.run import RunConfig
 from retain.errors import ConfigError, DivergedError
-from retain.evaluation import evaluate_all
-from retain.metrics import average_accuracy, summarize
+from retain.metrics.matrix import average_accuracy, summarize
 from retain.models import BACKBONES
-from retain.peak_memory import PeakMemory
 from retain.plasticity import make_plasticity
-from retain.runconfig import RunConfig
 from retain.strategies import STRATEGIES, Strategy
+from retain.training.checkpoint import Checkpointer
+from retain.training.evaluation import evaluate_all
+from retain.training.peak_memory import PeakMemory
 
 Progress = Callable[[int, int, str], None]  # (steps done, steps total, description)
 
@@ -48,7 +48,7 @@ class RunResult:
     probes: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     #: "vmhwm-run": the peak of this run (Linux); "ru_maxrss-process": the process's peak so far,
-    #: which includes earlier runs in the same process (see retain.peak_memory).
+    #: which includes earlier runs in the same process (see retain.training.peak_memory).
     peak_mem_source: str = ""
     scenario: str = ""  # the scenario the benchmark used (a config may leave it to the benchmark)
 
@@ -150,7 +150,7 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
     """Train ``cfg.strategy`` on ``cfg.benchmark`` and return the accuracy matrix and costs.
 
     With ``checkpoint_dir`` the run saves its state after every task and, when started again
-    after a crash, resumes from the last saved task (see :mod:`retain.checkpoint`).
+    after a crash, resumes from the last saved task (see :mod:`retain.training.checkpoint`).
 
     A train-once strategy (``Strategy.trains_once``: joint training) trains nothing before the
     last task; there the model goes back to this run's initial weights and trains on every task's

@@ -16,7 +16,7 @@ def _first_line(obj) -> str:
 
 def cmd_list(_: argparse.Namespace) -> int:
     from retain.benchmarks import BENCHMARKS
-    from retain.commands.run import default_strategies
+    from retain.cli.run import default_strategies
     from retain.models import BACKBONES
     from retain.strategies import STRATEGIES
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from retain.executors import Record, StudyOutcome, available_cores, make_executor, run_study
-from retain.runconfig import RunConfig
+from retain.config.run import RunConfig
+from retain.execution.executors import Record, StudyOutcome, available_cores, make_executor, run_study
 
 
 def _label(cfg: RunConfig) -> str:
@@ -24,11 +24,11 @@ def auto_workers(runs: int, backend: str = "local") -> int:
 def run_with_progress(study, store, *, backend: str = "local", workers: int | None = None,
                       address: str | None = None, quiet: bool = False, checkpoint_dir: str | None = None,
                       threads: int | None = None, extra: dict[str, Any] | None = None) -> StudyOutcome:
-    """Run ``study`` (a :class:`retain.study.Study`) into ``store`` and show its progress.
+    """Run ``study`` (a :class:`retain.config.study_file.Study`) into ``store`` and show its progress.
 
     ``workers=None`` sizes the process pool to the cores (one run left: in this process, on
     every core); ``threads=None`` gives each run the cores the concurrent runs leave free."""
-    from retain.console import console, make_progress
+    from retain.cli.console import console, make_progress
 
     keys = [c.key() for c in study.configs]
     already = len(store.runs(run_key=keys)) if keys else 0

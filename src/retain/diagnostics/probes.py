@@ -7,7 +7,7 @@ training samples of each task once, in a fixed random embedding. Each call recor
 cost as the probe ``probe_seconds``. Measured on 2 shared CPU cores, MLP 100-100, naive:
 about 0.02 s a task (permuted digits trains 0.17 s a task, permuted MNIST 1.7 s), so they are
 on by default; the Gaussian OTDD adds about 0.1 s a task and is off unless ``otdd=True``
-(``retain study dissimilarity`` always computes it). Probes use no random numbers from the
+(``retain dissimilarity`` always computes it). Probes use no random numbers from the
 run's generators, so they never change a run's results.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from retain.diagnostics import advice, buffer, forgetting, plasticity
+from retain.diagnostics import advice, buffer, collapse, forgetting
 from retain.diagnostics import dissimilarity as dis
 
 
@@ -60,21 +60,21 @@ def relu_activations(model: nn.Module, x: Tensor) -> list[Tensor]:
 def plasticity_probes(model: nn.Module, x: Tensor, tau: float) -> dict[str, float]:
     """Dormant fractions (all ReLU units pooled and per layer), ranks of the last layer, mean |w|."""
     acts = relu_activations(model, x)
-    out: dict[str, float] = {"mean_abs_w": plasticity.mean_abs_weight(model)}
+    out: dict[str, float] = {"mean_abs_w": collapse.mean_abs_weight(model)}
     if not acts:
         return out
     units = sum(a.shape[1] for a in acts)
-    out["dormant_redo"] = sum(plasticity.dormant_fraction(a, tau) * a.shape[1] for a in acts) / units
-    out["dormant_1pct"] = sum(plasticity.inactive_fraction(a) * a.shape[1] for a in acts) / units
+    out["dormant_redo"] = sum(collapse.dormant_fraction(a, tau) * a.shape[1] for a in acts) / units
+    out["dormant_1pct"] = sum(collapse.inactive_fraction(a) * a.shape[1] for a in acts) / units
     for k, a in enumerate(acts):
-        out[f"dormant_redo_l{k}"] = plasticity.dormant_fraction(a, tau)
-    out["erank"] = plasticity.effective_rank(acts[-1])
-    out["srank99"] = float(plasticity.energy_rank(acts[-1]))
+        out[f"dormant_redo_l{k}"] = collapse.dormant_fraction(a, tau)
+    out["erank"] = collapse.effective_rank(acts[-1])
+    out["srank99"] = float(collapse.energy_rank(acts[-1]))
     return out
 
 
 class Probes:
-    """Callable after-task hook for :func:`retain.loop.run_experiment` (one per run: it keeps
+    """Callable after-task hook for :func:`retain.training.loop.run_experiment` (one per run: it keeps
     the per-task embeddings and histories it needs)."""
 
     def __init__(self, config: ProbeConfig | None = None):
@@ -103,9 +103,9 @@ class Probes:
         probes.update(plasticity_probes(ctx.strategy.model, exp.prepare(exp.test_x[: cfg.batch]), cfg.tau))
         self.learn.append(R[t][t])
         self.dormant.append(probes.get("dormant_redo", 0.0))
-        probes["learning_acc_slope"] = plasticity.slope(self.learn[-cfg.collapse_window:])
+        probes["learning_acc_slope"] = collapse.slope(self.learn[-cfg.collapse_window:])
         if learns:
-            events += plasticity.collapse_events(self.learn, self.dormant, window=cfg.collapse_window,
+            events += collapse.collapse_events(self.learn, self.dormant, window=cfg.collapse_window,
                                                  min_drop=cfg.collapse_min_drop,
                                                  advice=advice.advice("plasticity_collapse", family))
         seen = {c for e in exps[: t + 1] for c in e.classes}
@@ -127,7 +127,7 @@ class Probes:
             ctx.result.events.extend(events)
 
     def state_dict(self) -> dict[str, Any]:
-        """What the probes carry from task to task, for checkpoints (retain.checkpoint); the random
+        """What the probes carry from task to task, for checkpoints (retain.training.checkpoint); the random
         embedding is not saved: it is rebuilt from its fixed seed."""
         return {"feats": list(self.feats), "labels": list(self.labels), "learn": list(self.learn),
                 "dormant": list(self.dormant), "over_gate": self.over_gate}
@@ -153,7 +153,7 @@ def make_probe_hooks(config: ProbeConfig | None = None) -> list[Probes]:
 
 def print_event_warnings(records: list[dict[str, Any]], console: Any, *, mode: str = "summary") -> None:
     """Print the warnings for ``records`` after `retain run`'s table: kept for callers of the
-    earlier name; see :func:`retain.diagnostics.summary.print_warnings`."""
-    from retain.diagnostics.summary import print_warnings
+    earlier name; see :func:`retain.cli.warnings.print_warnings`."""
+    from retain.cli.warnings import print_warnings
 
     print_warnings(records, console, mode)

@@ -1,6 +1,6 @@
-"""`retain study dissimilarity`: forgetting of each strategy against measured task
+"""`retain dissimilarity`: forgetting of each strategy against measured task
 dissimilarity, on permuted benchmarks where each later task permutes a fraction p of the pixels
-(see retain.dissimilarity_study). Writes a PNG plot, a JSON table and the runs in the store."""
+(see retain.execution.dissimilarity_study). Writes a PNG plot, a JSON table and the runs in the store."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _configs(args: argparse.Namespace):
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
     from retain.strategies import STRATEGIES
 
     if not args.benchmark.startswith("permuted-"):
@@ -59,18 +59,18 @@ def _table(summary, gate: float):
 def cmd_dissimilarity(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from retain.console import console
-    from retain.dissimilarity_study import fraction_rows, measure_all, plot, summarise
+    from retain.cli.console import console
+    from retain.config.study_file import Study
+    from retain.execution.dissimilarity_study import fraction_rows, measure_all, plot, summarise
+    from retain.execution.progress import run_with_progress
     from retain.store import Store
-    from retain.study import Study
-    from retain.sweep import run_with_progress
 
     configs = _configs(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(args.store or out / "retain.db")
     dissim = measure_all(configs, args.samples)
-    outcome = run_with_progress(Study(name="dissimilarity", configs=configs, command="retain study dissimilarity"),
+    outcome = run_with_progress(Study(name="dissimilarity", configs=configs, command="retain dissimilarity"),
                                 store, quiet=args.quiet, workers=args.workers)
     for r in outcome.records:
         if r["status"] != "finished":
@@ -90,9 +90,8 @@ def cmd_dissimilarity(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     from retain.plasticity.flags import add_plasticity_flags
 
-    study = sub.add_parser("study", help="controlled studies (dissimilarity: forgetting vs task dissimilarity)")
-    kinds = study.add_subparsers(dest="study_kind", required=True)
-    d = kinds.add_parser("dissimilarity", help="forgetting of each strategy vs task dissimilarity (permuted tasks)")
+    d = sub.add_parser("dissimilarity", help="a controlled study: forgetting of each strategy vs task "
+                                             "dissimilarity (permuted tasks)")
     d.add_argument("--benchmark", default="permuted-digits", help="permuted-digits or permuted-mnist")
     d.add_argument("--fractions", type=_floats, default=[0.0, 0.25, 0.5, 0.75, 1.0],
                    help="fractions p of pixels each later task permutes (default 0,0.25,0.5,0.75,1)")
@@ -110,6 +109,6 @@ def add_parser(sub) -> None:
     d.add_argument("--workers", type=int, default=1, help="runs in parallel (process pool when > 1)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     add_plasticity_flags(d)
-    from retain.commands.run import _strategy_flags
+    from retain.cli.run import _strategy_flags
 
     d.set_defaults(handler=cmd_dissimilarity, hp_names=_strategy_flags(d))

@@ -1,7 +1,7 @@
 """Study files: a TOML grid of benchmarks x strategies (with hyperparameter grids) x seeds x task
-orders, plus shared settings, expanded into validated :class:`~retain.runconfig.RunConfig` s.
+orders, plus shared settings, expanded into validated :class:`~retain.config.run.RunConfig` s.
 The format is documented in docs/studies.md. Every unknown key or bad value is refused with the
-file, the key and its line (found in the text by :mod:`retain.study_lines`)."""
+file, the key and its line (found in the text by :mod:`retain.config.toml_lines`)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retain.config.run import MAX_SEED, RunConfig, check_options
+from retain.config.toml_lines import key_lines, line_of
 from retain.errors import ConfigError, RetainError
-from retain.runconfig import MAX_SEED, RunConfig, check_options
-from retain.study_lines import key_lines, line_of
 
 if sys.version_info >= (3, 11):
     import tomllib

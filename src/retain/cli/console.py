@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from retain.metrics import format_mean_ci
+from retain.metrics.matrix import format_mean_ci
 
 console = Console(stderr=True)
 

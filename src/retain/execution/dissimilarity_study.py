@@ -1,4 +1,4 @@
-"""The controlled dissimilarity study behind `retain study dissimilarity`: permuted benchmarks
+"""The controlled dissimilarity study behind `retain dissimilarity`: permuted benchmarks
 where every later task permutes a fraction p of the pixels, p swept from 0 (identical tasks) to
 1 (a full permutation). For each p it measures how dissimilar the tasks are (in a fixed random
 embedding, see retain.diagnostics.dissimilarity) and how much each strategy forgets, so a user

@@ -1,8 +1,8 @@
 """Executors: run a study's configs in-process, in a local process pool or on Ray, and stream the
-records back as runs finish. Workers only compute and return records (retain.record.execute);
+records back as runs finish. Workers only compute and return records (retain.execution.execute.execute);
 the driver (:func:`run_study`) is the one process that writes the SQLite store, so no two
 processes ever write it at once. A run whose key is finished in the store is not run again.
-Workers and a local Ray end with the driver, however it ends (retain.lifetime)."""
+Workers and a local Ray end with the driver, however it ends (retain.execution.lifetime)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from retain.config.run import RunConfig
 from retain.errors import ConfigError
-from retain.lifetime import Reaper, exit_with
-from retain.runconfig import RunConfig
+from retain.execution.lifetime import Reaper, exit_with
 
 Record = dict[str, Any]
 #: Called by the in-process executor with (config, steps done, steps total, description).
@@ -46,7 +46,7 @@ def _worker_init(threads: int = 1, driver: int | None = None) -> None:
 
 
 def _execute(cfg: RunConfig, study: str, checkpoint_dir: str | None = None) -> Record:
-    from retain.record import execute
+    from retain.execution.execute import execute
 
     kwargs = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {}
     return execute(cfg, study=study, **kwargs)
@@ -66,7 +66,7 @@ class InProcess:
         self.progress, self.checkpoint_dir, self.threads = progress, checkpoint_dir, threads
 
     def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
-        from retain.record import execute
+        from retain.execution.execute import execute
 
         kwargs = {"checkpoint_dir": self.checkpoint_dir} if self.checkpoint_dir else {}
         import torch
@@ -95,7 +95,7 @@ class ProcessPool:
         ctx = multiprocessing.get_context("forkserver")
         # The fork server imports torch and retain once; each worker forks from it instead of
         # paying that import again (seconds per worker on a busy machine).
-        ctx.set_forkserver_preload(["retain.record", "retain.strategies", "retain.benchmarks"])
+        ctx.set_forkserver_preload(["retain.execution.execute", "retain.strategies", "retain.benchmarks"])
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
                                  initargs=(self.threads, os.getpid())) as pool:
             pending = {pool.submit(_execute, c, study, self.checkpoint_dir) for c in configs}

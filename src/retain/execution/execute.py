@@ -7,10 +7,10 @@ import time
 import traceback
 from typing import Any
 
-from retain.environment import revision, versions
+from retain.config.run import RunConfig
 from retain.errors import DivergedError
-from retain.loop import Progress, RunResult, run_experiment
-from retain.runconfig import RunConfig
+from retain.execution.environment import revision, versions
+from retain.training.loop import Progress, RunResult, run_experiment
 
 
 def _threads() -> int:
@@ -50,8 +50,8 @@ def execute(cfg: RunConfig, *, study: str = "", progress: Progress | None = None
     except for bad input, which is refused before anything runs)."""
     cfg.validate()
     started = time.time()
-    if after_task is None:  # diagnostics probes are on by default: about 0.02 s a task (retain.probes)
-        from retain.probes import make_probe_hooks
+    if after_task is None:  # diagnostics probes are on by default: about 0.02 s a task (retain.diagnostics.probes)
+        from retain.diagnostics.probes import make_probe_hooks
 
         after_task = make_probe_hooks()
     try:

@@ -115,9 +115,9 @@ def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[st
 
 
 def _configs(args: argparse.Namespace):
-    from retain.console import console
-    from retain.presets import load_preset, resolve
-    from retain.runconfig import RunConfig
+    from retain.cli.console import console
+    from retain.config.presets import load_preset, resolve
+    from retain.config.run import RunConfig
     from retain.strategies import STRATEGIES
 
     if args.seeds < 1 or args.orders < 1:
@@ -125,7 +125,7 @@ def _configs(args: argparse.Namespace):
     strategies = list(dict.fromkeys(args.strategy or default_strategies()))
     for strategy in strategies:
         STRATEGIES.get(strategy)  # an unknown name: one line, before anything else
-    from retain.study import MAX_RUNS
+    from retain.config.study_file import MAX_RUNS
 
     if args.seeds * args.orders * len(strategies) > MAX_RUNS:
         raise RetainError(f"--seeds x --orders x strategies is {args.seeds * args.orders * len(strategies)} runs, "
@@ -186,7 +186,7 @@ def _command(args: argparse.Namespace) -> str:
 def _study(args: argparse.Namespace):
     """The study to run: the study file, or the one-line study that the flags describe."""
     from retain.benchmarks import make_benchmark
-    from retain.study import Study, load_study
+    from retain.config.study_file import Study, load_study
 
     if args.study_file:
         given = [a.option_strings[-1] for a, _ in _flags_given(args, _HOW_FLAGS | {"study"})]
@@ -229,14 +229,14 @@ def _check_how(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from retain.console import console, results_table
+    from retain.cli.console import console, results_table
+    from retain.execution.progress import run_with_progress
     from retain.store import Store
-    from retain.sweep import run_with_progress
 
     _check_how(args)
     study = _study(args)
     if args.checkpoint_dir:  # a bad checkpoint of any run: one line, before anything is written
-        from retain.checkpoint import load, path_for
+        from retain.training.checkpoint import load, path_for
 
         for c in study.configs:
             load(path_for(args.checkpoint_dir, c.key()), run_key=c.key())
@@ -262,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Console(width=max(Console().width, 100)).print(
             results_table(records, title=f"Results on {study.configs[0].benchmark}"))
     failed = [r for r in records if r["status"] != "finished"]
-    from retain.diagnostics.summary import print_warnings
+    from retain.cli.warnings import print_warnings
 
     print_warnings(records, console, args.warnings)  # failed runs and diagnostics, each fact once
     console.print(f"store: {store.path}  summary: {out / 'summary.json'}")

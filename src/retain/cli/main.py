@@ -1,4 +1,4 @@
-"""The `retain` command line. Thin: each subcommand lives in ``retain.commands.<name>`` with an
+"""The `retain` command line. Thin: each subcommand lives in ``retain.cli.<name>`` with an
 ``add_parser(subparsers)`` that registers it and sets ``handler``; errors of bad input exit 2."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from retain.errors import RetainError
 
 #: Subcommand modules, in the order `retain --help` lists them.
-COMMANDS = ["run", "study", "report", "list", "data"]
+COMMANDS = ["run", "dissimilarity", "report", "list", "data"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"retain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"retain.commands.{name}").add_parser(sub)
+        importlib.import_module(f"retain.cli.{name}").add_parser(sub)
     return parser
 
 
