@@ -2,10 +2,12 @@
 
 import inspect
 
-from retain.benchmarks import cifar, core50, digits, mnist, synthetic  # noqa: F401  (register built-ins)
 from retain.benchmarks.base import SCENARIOS, Benchmark, Experience
 from retain.benchmarks.registry import BENCHMARKS, register_benchmark
 from retain.errors import ConfigError
+from retain.registry import import_submodules
+
+import_submodules(__name__, __path__)  # every module registers its benchmarks; a new file needs no listing
 
 
 def make_benchmark(name: str, **kwargs) -> Benchmark:

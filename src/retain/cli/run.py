@@ -116,7 +116,7 @@ def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[st
 
 def _configs(args: argparse.Namespace):
     from retain.cli.console import console
-    from retain.config.presets import load_preset, resolve
+    from retain.config.presets import load_preset, preset_values
     from retain.config.run import RunConfig
     from retain.strategies import STRATEGIES
 
@@ -136,7 +136,7 @@ def _configs(args: argparse.Namespace):
     explicit = {k: getattr(args, k) for k in ("benchmark", "tasks", "scenario", "backbone", "hidden", "epochs",
                                               "batch_size", "lr", "optimizer")}
     for strategy in strategies:
-        run_kwargs, strategy_params, notes = resolve(preset, strategy, explicit, params[strategy])
+        run_kwargs, strategy_params, notes = preset_values(preset, strategy, explicit, params[strategy])
         for note in notes:
             console.print(f"[yellow]note[/yellow]: {note}")
         for order in range(args.orders):
@@ -146,7 +146,7 @@ def _configs(args: argparse.Namespace):
                                 blur=args.blur, params=strategy_params,
                                 benchmark_options=dict(args.benchmark_option or ()),
                                 backbone_options=dict(args.backbone_option or ()), **run_kwargs)
-                out.append(cfg.validate())
+                out.append(cfg.resolve())  # the one place a run is checked and its defaults filled
     return out
 
 
@@ -158,7 +158,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 #: Flags that say how or where to run, not what: allowed next to a study file, left out of the
 #: command that reproduces a study's numbers.
-_HOW_FLAGS = {"help", "study_file", "out", "store", "quiet", "workers", "threads", "backend", "address",
+_HOW_FLAGS = {"help", "study_file", "plugin", "out", "store", "quiet", "workers", "threads", "backend", "address",
               "tensorboard", "checkpoint_dir", "data_dir", "no_report", "warnings"}
 
 
@@ -239,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from retain.training.checkpoint import load, path_for
 
         for c in study.configs:
-            load(path_for(args.checkpoint_dir, c.key()), run_key=c.key())
+            load(path_for(args.checkpoint_dir, c.key), run_key=c.key)
     out = Path(args.out or study.out or "retain-results")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
@@ -270,7 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from retain.report import write_report
 
         try:
-            paths = write_report(store, out, run_keys=[c.key() for c in study.configs], title=study.name,
+            paths = write_report(store, out, run_keys=[c.key for c in study.configs], title=study.name,
                                  tensorboard=args.tensorboard)
             console.print(f"report: {paths['markdown']}  {paths['html']}")
         except ConfigError as exc:  # e.g. no matplotlib: the runs are saved, only the report is missing
@@ -284,6 +284,9 @@ def add_parser(sub) -> None:
     run.add_argument("--preset", help="a published protocol as defaults (e.g. der-pmnist, der-smnist, der-rmnist): "
                                       "benchmark, training settings and each method's best values for --buffer-size; "
                                       "explicit flags override it")
+    run.add_argument("--plugin", action="append", metavar="FILE.py",
+                     help="a Python file that registers strategies, benchmarks, backbones or metrics, repeatable; "
+                          "loaded before anything else (its source is part of its runs' keys)")
     run.add_argument("--strategy", action="append", help=f"strategy, repeatable (default: "
                                                          f"{', '.join(default_strategies())}; all of "
                                                          f"them: `retain list`)")

@@ -7,7 +7,7 @@ import time
 import traceback
 from typing import Any
 
-from retain.config.run import RunConfig
+from retain.config.run import RunConfig, RunSpec, as_spec
 from retain.errors import DivergedError
 from retain.execution.environment import revision, versions
 from retain.training.loop import Progress, RunResult, run_experiment
@@ -26,7 +26,7 @@ def finished_record(result: RunResult, *, study: str, started_at: float) -> dict
            if k not in ("config", "stats", "peak_mem_source", "scenario")}
     rec.update(
         run_key=result.key, study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
-        config=cfg.resolved(), versions=versions(), revision=revision(), status="finished",
+        config=cfg.resolved, versions=versions(), revision=revision(), status="finished",
         started_at=started_at, finished_at=time.time(),
         extra={"stats": result.stats, "order": cfg.order, "threads": _threads(), "scenario": result.scenario,
                "peak_mem_source": result.peak_mem_source},
@@ -34,21 +34,22 @@ def finished_record(result: RunResult, *, study: str, started_at: float) -> dict
     return rec
 
 
-def failed_record(cfg: RunConfig, exc: BaseException, *, study: str, started_at: float) -> dict[str, Any]:
+def failed_record(cfg: RunSpec, exc: BaseException, *, study: str, started_at: float) -> dict[str, Any]:
     return dict(
-        run_key=cfg.key(), study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
-        task_order=[], config=cfg.resolved(), versions=versions(), revision=revision(), status="failed",
+        run_key=cfg.key, study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
+        task_order=[], config=cfg.resolved, versions=versions(), revision=revision(), status="failed",
         error=f"{exc.__class__.__name__}: {exc}", started_at=started_at, finished_at=time.time(),
         extra={"traceback": traceback.format_exc(limit=8), "order": cfg.order, "threads": _threads()},
         events=[{"task": exc.task, "kind": "diverged", "message": str(exc)}] if isinstance(exc, DivergedError) else [],
     )
 
 
-def execute(cfg: RunConfig, *, study: str = "", progress: Progress | None = None,
+def execute(cfg: RunSpec | RunConfig, *, study: str = "", progress: Progress | None = None,
             after_task=None, checkpoint_dir=None) -> dict[str, Any]:
     """Run ``cfg`` and return its record; a failing run returns a failed record (never raises,
-    except for bad input, which is refused before anything runs)."""
-    cfg.validate()
+    except for bad input, which is refused before anything runs). A RunConfig from the Python
+    API is resolved here, once; studies pass RunSpecs."""
+    cfg = as_spec(cfg)
     started = time.time()
     if after_task is None:  # diagnostics probes are on by default: about 0.02 s a task (retain.diagnostics.probes)
         from retain.diagnostics.probes import make_probe_hooks

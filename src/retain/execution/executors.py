@@ -13,13 +13,13 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from retain.config.run import RunConfig
+from retain.config.run import RunConfig, RunSpec, as_spec
 from retain.errors import ConfigError
 from retain.execution.lifetime import Reaper, exit_with
 
 Record = dict[str, Any]
 #: Called by the in-process executor with (config, steps done, steps total, description).
-RunProgress = Callable[[RunConfig, int, int, str], None]
+RunProgress = Callable[[RunSpec, int, int, str], None]
 
 
 def available_cores() -> int:
@@ -36,8 +36,18 @@ def threads_per_run(runs_at_once: int, cores: int | None = None) -> int:
     return max(1, (cores or available_cores()) // max(1, runs_at_once))
 
 
-def _worker_init(threads: int = 1, driver: int | None = None) -> None:
+def plugin_sources(configs: list[RunSpec]) -> tuple:
+    """Every plugin module the runs use (one entry per module), for the workers to load."""
+    found = {src.module: src for c in configs for src in c.plugins}
+    return tuple(found[k] for k in sorted(found))
+
+
+def _worker_init(threads: int = 1, driver: int | None = None, plugins: tuple = ()) -> None:
     import torch
+
+    from retain.plugins import ensure
+
+    ensure(plugins)  # the runs' plugin code, before any run needs its names
 
     # Workers split the cores between them: see threads_per_run.
     torch.set_num_threads(threads)
@@ -45,7 +55,7 @@ def _worker_init(threads: int = 1, driver: int | None = None) -> None:
         exit_with(driver)  # a worker outliving its driver would run for nobody
 
 
-def _execute(cfg: RunConfig, study: str, checkpoint_dir: str | None = None) -> Record:
+def _execute(cfg: RunSpec, study: str, checkpoint_dir: str | None = None) -> Record:
     from retain.execution.execute import execute
 
     kwargs = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {}
@@ -65,7 +75,7 @@ class InProcess:
                  threads: int = 1):
         self.progress, self.checkpoint_dir, self.threads = progress, checkpoint_dir, threads
 
-    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+    def map(self, configs: list[RunSpec], study: str) -> Iterator[Record]:
         from retain.execution.execute import execute
 
         kwargs = {"checkpoint_dir": self.checkpoint_dir} if self.checkpoint_dir else {}
@@ -91,13 +101,13 @@ class ProcessPool:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         self.workers, self.checkpoint_dir, self.threads = workers, checkpoint_dir, threads
 
-    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+    def map(self, configs: list[RunSpec], study: str) -> Iterator[Record]:
         ctx = multiprocessing.get_context("forkserver")
         # The fork server imports torch and retain once; each worker forks from it instead of
         # paying that import again (seconds per worker on a busy machine).
         ctx.set_forkserver_preload(["retain.execution.execute", "retain.strategies", "retain.benchmarks"])
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(self.threads, os.getpid())) as pool:
+                                 initargs=(self.threads, os.getpid(), plugin_sources(configs))) as pool:
             pending = {pool.submit(_execute, c, study, self.checkpoint_dir) for c in configs}
             try:
                 while pending:
@@ -125,7 +135,7 @@ class Ray:
     def __init__(self, address: str | None = None, num_cpus: int = 2, checkpoint_dir: str | None = None):
         self.address, self.num_cpus, self.checkpoint_dir = address, num_cpus, checkpoint_dir
 
-    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+    def map(self, configs: list[RunSpec], study: str) -> Iterator[Record]:
         try:
             import ray
         except ImportError:
@@ -137,7 +147,8 @@ class Ray:
                 kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
                 ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
             remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
-            pending = [remote.remote(c, study, self.checkpoint_dir) for c in configs]
+            plugins = plugin_sources(configs)
+            pending = [remote.remote(c, study, self.checkpoint_dir, plugins) for c in configs]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 yield ray.get(done[0])
@@ -148,8 +159,8 @@ class Ray:
                 reaper.close()
 
 
-def _ray_task(cfg: RunConfig, study: str, checkpoint_dir: str | None) -> Record:
-    _worker_init()
+def _ray_task(cfg: RunSpec, study: str, checkpoint_dir: str | None, plugins: tuple = ()) -> Record:
+    _worker_init(plugins=plugins)
     return _execute(cfg, study, checkpoint_dir)
 
 
@@ -184,15 +195,16 @@ class StudyOutcome:
     ran: int
 
 
-def run_study(configs: list[RunConfig], store, executor, *, study: str = "",
+def run_study(configs: list[RunSpec | RunConfig], store, executor, *, study: str = "",
               extra: dict[str, Any] | None = None,
               on_record: Callable[[Record], None] | None = None) -> StudyOutcome:
     """Run the configs not yet finished in ``store`` on ``executor``; save each record as it
     arrives (one transaction per run, so a kill loses at most the runs in flight).
 
     ``extra`` is merged into each new record's ``extra`` (the command that reproduces it)."""
-    done = {r["run_key"]: r for r in store.runs(run_key=[c.key() for c in configs])} if configs else {}
-    todo = [c for c in configs if c.key() not in done]
+    configs = [as_spec(c) for c in configs]  # RunConfigs from the Python API are resolved here, once
+    done = {r["run_key"]: r for r in store.runs(run_key=[c.key for c in configs])} if configs else {}
+    todo = [c for c in configs if c.key not in done]
     by_key = dict(done)
     for rec in executor.map(todo, study):
         rec["extra"] = {**(rec.get("extra") or {}), **(extra or {})}
@@ -200,5 +212,5 @@ def run_study(configs: list[RunConfig], store, executor, *, study: str = "",
         by_key[rec["run_key"]] = rec
         if on_record:
             on_record(rec)
-    records = [by_key[c.key()] for c in configs if c.key() in by_key]
+    records = [by_key[c.key] for c in configs if c.key in by_key]
     return StudyOutcome(records, reused=len(done), ran=len(todo))

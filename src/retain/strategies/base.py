@@ -58,6 +58,12 @@ class Strategy:
         self.task = -1
         self.augment: Callable[[Tensor], Tensor] | None = None  # set by the loop before each task
 
+    @classmethod
+    def check_benchmark(cls, config: StrategyConfig, benchmark: Any, run: Any) -> None:
+        """Refuse, before any run, a configuration that cannot work on the built ``benchmark``
+        (raise ConfigError); ``run`` is the resolved run, for its names. Only the strategy knows
+        its own hyperparameters, so this check is its own (a replay buffer larger than the data)."""
+
     # ---- hooks -------------------------------------------------------------------------------
     def begin_task(self, experience: Experience) -> None:
         self.task = experience.task_id
