@@ -15,8 +15,8 @@ import numpy as np
 
 from retain.metrics.matrix import format_mean_ci
 from retain.metrics.registry import METRICS, Metric
+from retain.report import descriptions
 from retain.report.data import Group, reference, scenario_of
-from retain.report.descriptions import complexity, summary
 from retain.report.document import Table
 
 #: Said by every header whose cells may hold an interval.
@@ -125,7 +125,8 @@ def comparison_table(groups: list[Group]) -> Table:
     for g in groups:
         red, cost = reduction_values(g, groups), cost_ratio(g, groups)
         rows.append([g.label, "reference" if reference(g, groups) is g else format_mean_ci(red, scale=1.0),
-                     f"{cost:.2f}x" if cost else "—", summary(g.strategy), complexity(g.strategy)])
+                     f"{cost:.2f}x" if cost else "—", descriptions.summary(g.strategy),
+                     descriptions.cost(g.strategy)])
     return Table(["method", with_ci("forgetting reduction %"), "compute cost (train time vs naive)", "what it does",
                   "memory and compute"], rows, ["l", "r", "r", "l", "l"])
 
