@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from retain.metrics.matrix import average_accuracy_curve, confidence_interval
+from retain.metrics.registry import metrics_of
 
 #: Settings a strategy must share with naive for naive to be its reference.
 _SAME_SETUP = ("tasks", "scenario", "backbone", "hidden", "epochs", "task_free")
@@ -26,20 +27,28 @@ class Group:
     config: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""
+    _metrics: list[dict[str, float]] = field(default_factory=list, repr=False, compare=False)
+
+    def metrics(self) -> list[dict[str, float]]:
+        """Each run's registered metrics, computed from its stored accuracy matrix and baseline
+        (once: the group's runs are complete when a report asks)."""
+        if len(self._metrics) != len(self.runs):
+            self._metrics = [metrics_of(r) for r in self.runs]
+        return self._metrics
 
     def values(self, name: str) -> list[float]:
         """One value per run: a metric name, or wall_seconds / train_seconds / peak_mem_mb /
         trainable_params."""
         if name in ("wall_seconds", "train_seconds", "peak_mem_mb", "trainable_params"):
             return [float(r[name]) for r in self.runs if r.get(name) is not None]
-        return [float(r["metrics"][name]) for r in self.runs if name in (r.get("metrics") or {})]
+        return [m[name] for m in self.metrics() if name in m]
 
     def ci(self, name: str) -> tuple[float, float] | None:
         v = self.values(name)
         return confidence_interval(v) if v else None
 
     def has(self, name: str) -> bool:
-        """Whether any run recorded metric ``name`` (a joint run records only ``avg_acc``)."""
+        """Whether any run has metric ``name`` (a joint run has only ``avg_acc``)."""
         return bool(self.values(name))
 
     def matrix_runs(self) -> list[dict[str, Any]]:

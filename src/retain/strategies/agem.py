@@ -32,6 +32,8 @@ def project(grad: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
 class AGEM(ReplayStrategy):
     """Project the current gradient when it conflicts with the memory's reference gradient."""
 
+    cost = "a reservoir buffer; one extra gradient on a buffer batch and a projection per step"
+
     def _params(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 

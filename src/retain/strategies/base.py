@@ -46,6 +46,11 @@ class Strategy:
     #: data (:meth:`training_experiences` at the last task). The earlier rows of the accuracy
     #: matrix are of an untrained model, so such a run's metrics hold only ``avg_acc``.
     trains_once: ClassVar[bool] = False
+    #: What the method does, in one sentence, for the report's comparison table; when a class
+    #: leaves it empty its own docstring's first paragraph is used.
+    description: ClassVar[str] = ""
+    #: What it costs in memory and compute beyond naive fine-tuning, for the same table.
+    cost: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, config: StrategyConfig, *, make_optimizer: OptimizerFactory,
                  num_classes: int, device: torch.device | str = "cpu"):

@@ -36,6 +36,10 @@ class DER(ReplayStrategy):
 
     DER has no ``beta``: a shared ``--beta`` flag must never turn DER into DER++ (``derpp``)."""
 
+    description = ("Dark experience replay: replayed samples' logits are pulled towards the logits stored with "
+                   "them (MSE)")
+    cost = "a buffer of samples with their logits; one extra forward on a buffer batch per step"
+
     Config = DERConfig
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:

@@ -91,6 +91,8 @@ class ReplayStrategy(Strategy):
 class ER(ReplayStrategy):
     """Experience replay: CE over [current batch; buffer batch], then reservoir insertion."""
 
+    cost = "a reservoir buffer of past samples; one extra forward/backward on a buffer batch per step"
+
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         inputs, labels = x, y
         if len(self.buffer):

@@ -47,6 +47,9 @@ class EWC(Strategy):
     The diagonal Fisher information is computed at the end of each task (``online``: one running
     Fisher and one anchor)."""
 
+    cost = ("stores a parameter copy and a diagonal Fisher per task (online: one of each); one extra pass over "
+            "the data at each task's end")
+
     family = "regularisation"
 
     Config = EWCConfig

@@ -40,6 +40,11 @@ class ODEMemory(ER):
 
     Only the network differs from ER: ``observe`` is ER's, on the wrapped model."""
 
+    description = ("Experimental: a Neural-ODE block and cross-attention over a memory of past features, "
+                   "trained with replay like ER")
+    cost = ("ER's buffer and step, plus an ODE block (RK4 steps per forward) and attention over memory slots "
+            "drawn from the buffer")
+
     experimental = True
 
     Config = ODEMemoryConfig

@@ -35,6 +35,8 @@ class SIConfig(StrategyConfig):
 class SI(Strategy):
     """Cross-entropy plus a quadratic penalty weighted by each parameter's path-integral importance."""
 
+    cost = "3 parameter-sized tensors, updated at every step"
+
     family = "regularisation"
 
     Config = SIConfig
