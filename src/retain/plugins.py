@@ -116,25 +116,32 @@ def load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    for group in GROUPS:
+        load_group(group)
+
+
+def load_group(group: str) -> None:
+    """Load the entry points of one group; a plugin that fails to load is a one-line ConfigError
+    naming it (its package is broken or half-installed: fix or uninstall it)."""
     from importlib.metadata import entry_points
 
-    for group, (module, attr) in GROUPS.items():
-        for ep in entry_points(group=group):
-            where = f"package {ep.dist.name if ep.dist else '?'} (entry point {group}:{ep.name})"
-            try:
-                obj = ep.load()
-            except Exception as exc:  # a broken package must not take retain down with it
-                print(f"retain: warning: {where} failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)
-                continue
-            if isinstance(obj, types.ModuleType):
-                _ENTRY_POINTS[obj.__name__] = where
-                continue
-            package = f"package {ep.dist.name if ep.dist else '?'}"
-            _ENTRY_POINTS.setdefault(getattr(obj, "__module__", ep.module), package)
-            _ENTRY_OBJECTS[id(obj)] = where
-            registry = getattr(importlib.import_module(module), attr)
-            if ep.name not in registry:
-                _register(group, registry, ep.name, obj)
+    module, attr = GROUPS[group]
+    for ep in entry_points(group=group):
+        where = f"package {ep.dist.name if ep.dist else '?'} (entry point {group}:{ep.name})"
+        try:
+            obj = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any failure of foreign code: say which plugin
+            kind = group.removeprefix("retain.").removesuffix("s")
+            raise ConfigError(f"{kind} plugin {ep.name!r} ({ep.value}) failed to load: "
+                              f"{type(exc).__name__}: {exc}") from None
+        if isinstance(obj, types.ModuleType):  # the module registered what it holds on import
+            _ENTRY_POINTS.setdefault(obj.__name__, where)
+            continue
+        _ENTRY_POINTS.setdefault(getattr(obj, "__module__", ep.module), f"package {ep.dist.name if ep.dist else '?'}")
+        _ENTRY_OBJECTS[id(obj)] = where
+        registry = getattr(importlib.import_module(module), attr)
+        if ep.name not in registry:
+            _register(group, registry, ep.name, obj)
 
 
 def _register(group: str, registry, name: str, obj: Any) -> None:

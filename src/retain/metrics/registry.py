@@ -100,15 +100,11 @@ METRICS = MetricRegistry()
 
 def load_entry_points() -> None:
     """Import the metrics of every installed package that declares them (entry-point group
-    ``retain.metrics``). A plugin that fails to import is a one-line ConfigError naming it."""
-    from importlib.metadata import entry_points
+    ``retain.metrics``, see retain.plugins). A plugin that fails to import is a one-line
+    ConfigError naming it."""
+    from retain.plugins import load_group
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:  # noqa: BLE001 - any failure of foreign code: say which plugin
-            raise ConfigError(f"metric plugin {ep.name!r} ({ep.value}) failed to load: "
-                              f"{type(exc).__name__}: {exc}") from exc
+    load_group(ENTRY_POINT_GROUP)
 
 
 def register_metric(name: str, *, label: str, higher_is_better: bool, percent: bool = True,
