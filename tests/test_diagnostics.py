@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from retain.diagnostics import buffer, collapse, dissimilarity, forgetting, variance
+from retain.store.record import RunRecord
 
 
 def test_forgetting_drops_and_sudden_event():
@@ -77,7 +78,8 @@ def test_mean_abs_weight_ignores_biases():
 
 def test_variance_interval_and_overlap_event():
     # One-task runs: avg acc v, forgetting 0 (metrics are computed from the accuracy matrix).
-    recs = [{"benchmark": "b", "strategy": s, "status": "finished", "acc_matrix": [[v]], "baseline": [0.1]}
+    recs = [RunRecord(run_key=f"{s}{v}", study="", benchmark="b", strategy=s, seed=0, status="finished", config={},
+                      acc_matrix=[[v]], baseline=[0.1])
             for s, v in [("wide", 0.5), ("wide", 0.9), ("wide", 0.7),
                          ("tight", 0.80), ("tight", 0.801), ("tight", 0.802),
                          ("far", 0.10), ("far", 0.11), ("far", 0.12)]]
@@ -197,8 +199,9 @@ def test_event_warnings_group_by_strategy_and_kind_and_add_the_variance_check():
 
     def record(strategy, seed, v):
         matrix = R if (strategy, seed) == ("ewc", 0) else [[v]]
-        return {"strategy": strategy, "seed": seed, "benchmark": "b", "status": "finished",
-                "events": ev if matrix is R else [], "acc_matrix": matrix, "baseline": [0.1] * len(matrix)}
+        return RunRecord(run_key=f"{strategy}-{seed}", study="", strategy=strategy, seed=seed, benchmark="b",
+                         status="finished", config={}, events=ev if matrix is R else [], acc_matrix=matrix,
+                         baseline=[0.1] * len(matrix))
 
     recs = [record("ewc", s, v) for s, v in ((0, 0.2), (1, 0.9), (2, 0.5))]
     recs += [record("si", s, v) for s, v in ((0, 0.3), (1, 0.8), (2, 0.55))]

@@ -26,6 +26,7 @@ from retain.metrics.registry import BUILTIN, METRICS, compute_metrics, metrics_o
 from retain.report import render_table, write_report
 from retain.report.descriptions import cost, first_paragraph, summary
 from retain.store import Store
+from retain.store.record import RunRecord
 from retain.strategies import STRATEGIES, Strategy, register_strategy
 from retain.strategies.er import ER
 from test_report import fake_run, naive_R
@@ -120,7 +121,7 @@ def test_a_metric_needing_the_baseline_skips_runs_without_one(registry, tmp_path
                     description="final accuracy minus the untrained model's, summed")(
         lambda R, b: float(np.sum(np.array(R[-1]) - np.array(b))))
     with_base = fake_run("naive", 0, naive_R(0), 1.0) | {"baseline": [0.1, 0.1]}
-    without = {**with_base, "baseline": None}
+    without = with_base | {"baseline": None}
     assert metrics_of(with_base)["gain"] == pytest.approx((0.5 - 0.1) + (0.9 - 0.1))
     assert "gain" not in metrics_of(without) and "fwt" not in metrics_of(without)
     s = Store(tmp_path / "b.db")
@@ -199,8 +200,8 @@ def test_sudden_forgetting_comes_from_the_matrix_once(tmp_path):
 
 def test_a_ranking_by_a_lower_is_better_metric_puts_the_best_first():
     def run(strategy, seed, f):
-        return {"benchmark": "b", "strategy": strategy, "seed": seed, "status": "finished", "baseline": None,
-                "acc_matrix": [[0.9, 0.1], [0.9 - f, 0.9]]}
+        return RunRecord(run_key=f"{strategy}-{seed}", study="", benchmark="b", strategy=strategy, seed=seed,
+                         status="finished", config={}, baseline=None, acc_matrix=[[0.9, 0.1], [0.9 - f, 0.9]])
 
     recs = [run("a", s, f) for s, f in enumerate((0.10, 0.20, 0.15))]
     recs += [run("b", s, f) for s, f in enumerate((0.12, 0.22, 0.17))]

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from retain.cli.warnings import print_warnings, warning_lines
 from retain.diagnostics import advice, collapse, dissimilarity, forgetting
+from retain.store.record import RunRecord
 from retain.strategies import STRATEGIES
 
 BENCH = "permuted-digits"
@@ -36,12 +37,12 @@ def rec(strategy, seed, *, bench=BENCH, events=(), avg=0.5, forg=0.1, status="fi
     forgetting ``forg``, which is also task 1's drop in one task: a sudden-forgetting event when
     above 10 points. The warnings compute metrics and sudden forgetting from that matrix; stored
     sudden-forgetting events (the probes store them too) are left out, so each fact shows once."""
-    r = {"strategy": strategy, "benchmark": bench, "seed": seed, "status": status, "events": list(events),
-         "extra": {"order": 0}}
+    r = RunRecord(run_key=f"{bench}-{strategy}-{seed}", study="", benchmark=bench, strategy=strategy, seed=seed,
+                  status=status, config={}, events=list(events), extra={"order": 0})
     if status == "finished":
-        r["acc_matrix"], r["baseline"] = [[avg + forg, 0.0], [avg, avg]], [0.1, 0.1]
+        r.acc_matrix, r.baseline = [[avg + forg, 0.0], [avg, avg]], [0.1, 0.1]
     else:
-        r["error"] = error
+        r.error = error
     return r
 
 
@@ -140,7 +141,7 @@ DIVERGED = ("DivergedError: loss became non-finite in task 3, epoch 0 with lr 0.
 
 def failed_study():
     bad = rec("online-lora", 1, status="failed", error=DIVERGED)
-    bad["events"] = [{"task": 3, "kind": "diverged", "value": 0.0, "threshold": 0.0,
+    bad.events = [{"task": 3, "kind": "diverged", "value": 0.0, "threshold": 0.0,
                       "message": "loss became non-finite in task 3, epoch 0 with lr 0.1; lower --lr"}]
     return [rec("online-lora", 0, avg=0.5), bad, rec("online-lora", 2, avg=0.52), rec("er", 0, avg=0.8)]
 

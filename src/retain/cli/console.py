@@ -36,9 +36,9 @@ def results_table(records: list[dict[str, Any]], title: str = "Results") -> Tabl
     groups: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     wall: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in records:
-        if r["status"] == "finished":
-            groups[(r["benchmark"], r["strategy"])].append(metrics_of(r))
-            wall[(r["benchmark"], r["strategy"])].append(r["wall_seconds"])
+        if r.status == "finished":
+            groups[(r.benchmark, r.strategy)].append(metrics_of(r))
+            wall[(r.benchmark, r.strategy)].append(r.wall_seconds)
     shown = [METRICS.get(n) for n in TERMINAL_METRICS] + [m for m in METRICS.in_order() if m.name not in BUILTIN]
     table = Table(title=title, title_justify="left", caption="mean ± 95% CI half-width over seeds and orders",
                   caption_justify="left")

@@ -255,13 +255,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 extra={"command": study.command}).records
     keys = ("benchmark", "strategy", "seed", "acc_matrix", "metrics", "run_key", "task_order", "wall_seconds",
             "peak_mem_mb")
-    summary = [{k: r[k] for k in keys} | {"order": r["extra"]["order"]} for r in records
-               if r["status"] == "finished"]
+    summary = [{k: getattr(r, k) for k in keys} | {"order": r.order} for r in records if r.finished]
     write_json_atomic(out / "summary.json", summary)
     if summary:  # a table of failed runs only would be empty
         Console(width=max(Console().width, 100)).print(
             results_table(records, title=f"Results on {study.configs[0].benchmark}"))
-    failed = [r for r in records if r["status"] != "finished"]
+    failed = [r for r in records if r.status != "finished"]
     from retain.cli.warnings import print_warnings
 
     print_warnings(records, console, args.warnings)  # failed runs and diagnostics, each fact once

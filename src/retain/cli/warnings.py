@@ -80,11 +80,11 @@ class _Study:
 
     def __init__(self, records: list[Record]):
         self.records = records
-        self.multi = len({r["benchmark"] for r in records}) > 1
+        self.multi = len({r.benchmark for r in records}) > 1
         self.runs: dict[tuple[str, str], list[Record]] = defaultdict(list)
         self.run_events: dict[int, list[dict[str, Any]]] = {}  # id(record) -> its events as shown
         for r in records:
-            self.runs[(r["benchmark"], r["strategy"])].append(r)
+            self.runs[(r.benchmark, r.strategy)].append(r)
             self.run_events[id(r)] = events_of(r)
 
     def name(self, bench: str, strat: str) -> str:
@@ -97,7 +97,7 @@ class _Study:
         for r in self.records:
             for e in self.run_events[id(r)]:
                 if e.get("kind") not in ("diverged", "task_dissimilarity"):
-                    out[(r["benchmark"], r["strategy"], e["kind"])].append((r, e))
+                    out[(r.benchmark, r.strategy, e["kind"])].append((r, e))
         return out
 
     def fired_in(self, hits: list[tuple[Record, dict]], bench: str, strat: str) -> str:
@@ -175,7 +175,7 @@ def benchmark_facts(s: _Study) -> list[Finding]:
     """Task dissimilarity, once per benchmark: it is a property of the data, not of a method."""
     by_bench: dict[str, list[tuple[Record, dict]]] = defaultdict(list)
     for r in s.records:
-        by_bench[r["benchmark"]] += [(r, e) for e in s.run_events[id(r)] if e.get("kind") == "task_dissimilarity"]
+        by_bench[r.benchmark] += [(r, e) for e in s.run_events[id(r)] if e.get("kind") == "task_dissimilarity"]
     out = []
     for bench, hits in by_bench.items():
         if not hits:

@@ -42,7 +42,7 @@ def _finished_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str], lis
     groups: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     for r in records:
         if r.get("status", "finished") == "finished":
-            groups[(r["benchmark"], r["strategy"])].append(metrics_of(r))
+            groups[(r.benchmark, r.strategy)].append(metrics_of(r))
     return groups
 
 

@@ -1,15 +1,15 @@
-"""Turn a run (finished or failed) into the record the store and summary.json hold."""
+"""Run one resolved run and turn it (finished or failed) into its :class:`~retain.store.record.RunRecord`."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 import traceback
-from typing import Any
 
 from retain.config.run import RunConfig, RunSpec, as_spec
 from retain.errors import DivergedError
 from retain.execution.environment import revision, versions
+from retain.store.record import RunRecord
 from retain.training.loop import Progress, RunResult, run_experiment
 
 
@@ -20,22 +20,21 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def finished_record(result: RunResult, *, study: str, started_at: float) -> dict[str, Any]:
+def finished_record(result: RunResult, *, study: str, started_at: float) -> RunRecord:
     cfg = result.config
-    rec = {k: v for k, v in dataclasses.asdict(result).items()
-           if k not in ("config", "stats", "peak_mem_source", "scenario")}
-    rec.update(
+    kept = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
+            if f.name not in ("config", "key", "stats", "peak_mem_source", "scenario")}
+    return RunRecord(
         run_key=result.key, study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
         config=cfg.resolved, versions=versions(), revision=revision(), status="finished",
-        started_at=started_at, finished_at=time.time(),
+        started_at=started_at, finished_at=time.time(), **kept,
         extra={"stats": result.stats, "order": cfg.order, "threads": _threads(), "scenario": result.scenario,
                "peak_mem_source": result.peak_mem_source},
     )
-    return rec
 
 
-def failed_record(cfg: RunSpec, exc: BaseException, *, study: str, started_at: float) -> dict[str, Any]:
-    return dict(
+def failed_record(cfg: RunSpec, exc: BaseException, *, study: str, started_at: float) -> RunRecord:
+    return RunRecord(
         run_key=cfg.key, study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
         task_order=[], config=cfg.resolved, versions=versions(), revision=revision(), status="failed",
         error=f"{exc.__class__.__name__}: {exc}", started_at=started_at, finished_at=time.time(),
@@ -45,7 +44,7 @@ def failed_record(cfg: RunSpec, exc: BaseException, *, study: str, started_at: f
 
 
 def execute(cfg: RunSpec | RunConfig, *, study: str = "", progress: Progress | None = None,
-            after_task=None, checkpoint_dir=None) -> dict[str, Any]:
+            after_task=None, checkpoint_dir=None) -> RunRecord:
     """Run ``cfg`` and return its record; a failing run returns a failed record (never raises,
     except for bad input, which is refused before anything runs). A RunConfig from the Python
     API is resolved here, once; studies pass RunSpecs."""

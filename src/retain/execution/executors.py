@@ -203,13 +203,13 @@ def run_study(configs: list[RunSpec | RunConfig], store, executor, *, study: str
 
     ``extra`` is merged into each new record's ``extra`` (the command that reproduces it)."""
     configs = [as_spec(c) for c in configs]  # RunConfigs from the Python API are resolved here, once
-    done = {r["run_key"]: r for r in store.runs(run_key=[c.key for c in configs])} if configs else {}
+    done = {r.run_key: r for r in store.runs(run_key=[c.key for c in configs])} if configs else {}
     todo = [c for c in configs if c.key not in done]
     by_key = dict(done)
     for rec in executor.map(todo, study):
-        rec["extra"] = {**(rec.get("extra") or {}), **(extra or {})}
+        rec.extra = {**(rec.extra or {}), **(extra or {})}
         store.save_run(rec)
-        by_key[rec["run_key"]] = rec
+        by_key[rec.run_key] = rec
         if on_record:
             on_record(rec)
     records = [by_key[c.key] for c in configs if c.key in by_key]

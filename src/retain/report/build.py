@@ -41,7 +41,7 @@ def _slug(text: str) -> str:
 
 def _diagnostics(store, groups: list[Group], failed: list[dict[str, Any]]) -> list[Block]:
     # Sudden forgetting from the stored matrices, the events that need activations as stored.
-    events = {r["id"]: events_of(r, store.events(r["id"])) for g in groups for r in g.runs}
+    events = {r.id: events_of(r, store.events(r.id)) for g in groups for r in g.runs}
     blocks: list[Block] = [Heading("Diagnostics", 3)]
     table = tables.diagnostics_table(groups, events)
     blocks.append(table if table else Para("No warnings: no events for these runs."))
@@ -62,15 +62,15 @@ def benchmark_section(store, benchmark: str, groups: list[Group], out: Path,
         rel = Path("plots") / f"{_slug(benchmark)}-{suffix}.png"
         draw(groups, out / rel, styles)
         blocks.append(Image(rel.as_posix(), caption))
-    return blocks + _diagnostics(store, groups, [r for r in failed if r["benchmark"] == benchmark])
+    return blocks + _diagnostics(store, groups, [r for r in failed if r.benchmark == benchmark])
 
 
 def build_report(store, runs: list[dict[str, Any]], out: Path, *, title: str = "",
                  failed: list[dict[str, Any]] | None = None) -> list[Block]:
     """Every block of the report on ``runs``; writes the plots under ``out/plots``."""
     by_bench = group_runs(runs)
-    title = title or ", ".join(sorted({r["study"] for r in runs} - {""}))
-    revisions = sorted({r["revision"] for r in runs})
+    title = title or ", ".join(sorted({r.study for r in runs} - {""}))
+    revisions = sorted({r.revision for r in runs})
     blocks: list[Block] = [Heading(f"retain report{': ' + title if title else ''}", 1),
                            Para(f"{len(runs)} finished runs on {len(by_bench)} benchmark(s), "
                                 f"{len({r['strategy'] for r in runs})} strategies; retain "

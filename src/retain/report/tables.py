@@ -94,8 +94,8 @@ def setup_table(groups: list[Group]) -> Table:
         backbone = c.get("backbone", "?") + (f" {'-'.join(map(str, c['hidden']))}"
                                               if c.get("backbone") == "mlp" and c.get("hidden") else "")
         rows.append([g.label, scenario_of(g.runs[0]), "/".join(map(str, g.num_tasks())), backbone, _budget(c),
-                     ", ".join(map(str, sorted({r["seed"] for r in g.runs}))),
-                     ", ".join(map(str, sorted({r["config"].get("order", 0) for r in g.runs}))), str(len(g.runs))])
+                     ", ".join(map(str, sorted({r.seed for r in g.runs}))),
+                     ", ".join(map(str, sorted({r.config.get("order", 0) for r in g.runs}))), str(len(g.runs))])
     return Table(["method", "scenario", "tasks", "backbone", "budget", "seeds", "orders", "runs"], rows,
                  ["l", "l", "r", "l", "l", "l", "l", "r"])
 
@@ -147,9 +147,9 @@ def diagnostics_table(groups: list[Group], events: dict[int, list[dict[str, Any]
     seen: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"runs": set(), "tasks": set(), "msg": ""})
     for g in groups:
         for r in g.runs:
-            for e in events.get(r["id"], []):
+            for e in events.get(r.id, []):
                 row = seen[(g.label, e["kind"])]
-                row["runs"].add(r["id"])
+                row["runs"].add(r.id)
                 if e.get("task") is not None:
                     row["tasks"].add(int(e["task"]) + 1)  # stored 0-based, shown as people count
                 row["msg"] = row["msg"] or e["message"]
