@@ -160,8 +160,8 @@ def test_a_task_without_test_samples_is_refused():
 
 def test_trains_end_to_end_through_the_registry():
     from retain.benchmarks import register_benchmark
-    from retain.loop import run_experiment
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
+    from retain.training.loop import run_experiment
 
     x, y = _images(400)
 
@@ -170,7 +170,7 @@ def test_trains_end_to_end_through_the_registry():
         return from_arrays(x[:320], y[:320], x[320:], y[320:], tasks=tasks or 5, scenario=scenario, seed=seed)
 
     for scenario in ("class-il", "task-il"):
-        r = run_experiment(RunConfig(benchmark="test-byo-arrays", strategy="naive", scenario=scenario).validate())
+        r = run_experiment(RunConfig(benchmark="test-byo-arrays", strategy="naive", scenario=scenario))
         assert r.scenario == scenario and len(r.acc_matrix) == 5
         assert r.acc_matrix[0][0] > 0.9  # the squares are learnt
         if scenario == "task-il":

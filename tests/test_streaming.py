@@ -36,8 +36,8 @@ CHILD = textwrap.dedent("""
     import json, re, sys, threading, time
     import numpy as np, torch
     from retain.benchmarks import from_arrays, register_benchmark
-    from retain.loop import run_experiment
-    from retain.runconfig import RunConfig
+    from retain.config.run import RunConfig
+    from retain.training.loop import run_experiment
 
     torch.set_num_threads(1)
     mode, x_path, y_path, n_train = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -46,7 +46,7 @@ CHILD = textwrap.dedent("""
         with open("/proc/self/status") as f:
             return int(re.search(r"RssAnon:\\s+(\\d+)", f.read()).group(1)) / 1024
 
-    run_experiment(RunConfig(benchmark="synthetic", strategy="er", epochs=1, params={"buffer_size": 50}).validate())
+    run_experiment(RunConfig(benchmark="synthetic", strategy="er", epochs=1, params={"buffer_size": 50}))
 
     @register_benchmark("big", epochs=1, batch_size=256, lr=0.05)
     def big(*, tasks=None, seed=0, scenario=None, data_dir=None):
@@ -66,7 +66,7 @@ CHILD = textwrap.dedent("""
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    result = run_experiment(RunConfig(benchmark="big", strategy="er", tasks=2, params={"buffer_size": 500}).validate())
+    result = run_experiment(RunConfig(benchmark="big", strategy="er", tasks=2, params={"buffer_size": 500}))
     done.set()
     sampler.join()
     peak[0] = max(peak[0], anon_mb())
