@@ -3,6 +3,7 @@
 import inspect
 
 from retain.benchmarks.base import SCENARIOS, Benchmark, Experience
+from retain.benchmarks.custom import from_arrays, from_dataset, from_hf
 from retain.benchmarks.registry import BENCHMARKS, register_benchmark
 from retain.errors import ConfigError
 from retain.registry import import_submodules
@@ -23,4 +24,5 @@ def make_benchmark(name: str, **kwargs) -> Benchmark:
     return factory(**kwargs)
 
 
-__all__ = ["BENCHMARKS", "SCENARIOS", "Benchmark", "Experience", "make_benchmark", "register_benchmark"]
+__all__ = ["BENCHMARKS", "SCENARIOS", "Benchmark", "Experience", "from_arrays", "from_dataset", "from_hf",
+           "make_benchmark", "register_benchmark"]
