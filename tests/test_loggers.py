@@ -206,6 +206,11 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path, monkeypatch):
     cfg = _cfg()
     steps = _steps_per_task(cfg)
     rec = execute(cfg, loggers=[parse_logger("wandb:cl-test", tmp_path)], after_task=[])
+    import wandb
+
+    # run.finish() returns once W&B's service process has the data, which may write the file's
+    # last records a moment later; teardown waits for it (a process ending does the same).
+    wandb.teardown()
 
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")  # offline: nothing left the machine
     records = _wandb_records(run_file)
