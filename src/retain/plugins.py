@@ -195,6 +195,12 @@ def _source_of(module: str) -> PluginSource | None:
     return PluginSource(module=module, sha256=sha, path=path, text=None if importable else text)
 
 
+def loaded_files() -> tuple[PluginSource, ...]:
+    """Every plugin file loaded in this process (workers load them all: a file may hold a logger
+    or a metric that no run's strategy, benchmark or backbone names)."""
+    return tuple(_FILES[k] for k in sorted(_FILES))
+
+
 def sources_of(*objs: Any) -> tuple[PluginSource, ...]:
     """The non-built-in modules that define ``objs`` (strategy class, benchmark and backbone
     factories), sorted by module name; empty for a run of built-ins only."""

@@ -29,4 +29,6 @@ def cmd_list(_: argparse.Namespace) -> int:
             mark = ("*" if name in default else " ") if reg is STRATEGIES else " "
             where = origin(obj)
             print(f" {mark}{name:<18} {_first_line(obj)}" + ("" if where == "built-in" else f"  [{where}]"))
+        if reg is BENCHMARKS:
+            print(f"  {'folder:PATH':<18} your images, one folder per class (docs/byo-data.md)")
     return 0

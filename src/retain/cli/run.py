@@ -159,7 +159,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 #: Flags that say how or where to run, not what: allowed next to a study file, left out of the
 #: command that reproduces a study's numbers.
 _HOW_FLAGS = {"help", "study_file", "plugin", "out", "store", "quiet", "workers", "threads", "backend", "address",
-              "tensorboard", "checkpoint_dir", "data_dir", "no_report", "warnings"}
+              "tensorboard", "checkpoint_dir", "data_dir", "no_report", "warnings", "logger"}
 
 
 def _flags_given(args: argparse.Namespace, skip: set[str]) -> list[tuple[argparse.Action, Any]]:
@@ -243,6 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or study.out or "retain-results")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
+    from retain.loggers import parse_logger
+
+    loggers = tuple(parse_logger(text, out) for text in args.logger or ())  # unknown or not installed: refused now
     store = Store(args.store or study.store or out / "retain.db")  # refuses a foreign store first; makes its folder
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +255,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: the folder is not writable")
     records = run_with_progress(study, store, backend=args.backend, workers=args.workers, address=args.address,
                                 quiet=args.quiet, checkpoint_dir=args.checkpoint_dir, threads=args.threads,
-                                extra={"command": study.command}).records
+                                extra={"command": study.command}, loggers=loggers).records
     keys = ("benchmark", "strategy", "seed", "acc_matrix", "metrics", "run_key", "task_order", "wall_seconds",
             "peak_mem_mb")
     summary = [{k: getattr(r, k) for k in keys} | {"order": r.order} for r in records if r.finished]
@@ -334,6 +337,11 @@ def add_parser(sub) -> None:
     run.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--tensorboard", metavar="DIR", help="also export the runs as TensorBoard event files")
+    run.add_argument("--logger", action="append", metavar="NAME[:ARG]",
+                     help="send per-step losses and per-task metrics to a tracker while runs run, repeatable: "
+                          "tensorboard[:DIR] (default OUT/tensorboard), mlflow[:URI] (default a file store at "
+                          "OUT/mlruns), wandb[:PROJECT] (offline unless WANDB_MODE says otherwise); "
+                          "docs/loggers.md")
     run.add_argument("--no-report", action="store_true", help="skip report.md / report.html / plots")
     run.add_argument("study_file", nargs="?", help="a TOML study file (docs/studies.md); without it the "
                                                     "flags describe the study")

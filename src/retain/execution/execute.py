@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import traceback
@@ -44,22 +45,44 @@ def failed_record(cfg: RunSpec, exc: BaseException, *, study: str, started_at: f
 
 
 def execute(cfg: RunSpec | RunConfig, *, study: str = "", progress: Progress | None = None,
-            after_task=None, checkpoint_dir=None) -> RunRecord:
+            after_task=None, checkpoint_dir=None, loggers=()) -> RunRecord:
     """Run ``cfg`` and return its record; a failing run returns a failed record (never raises,
     except for bad input, which is refused before anything runs). A RunConfig from the Python
-    API is resolved here, once; studies pass RunSpecs."""
+    API is resolved here, once; studies pass RunSpecs. ``loggers``: specs
+    (:class:`retain.loggers.LoggerSpec`) of the trackers to create here and send the run to."""
     cfg = as_spec(cfg)
     started = time.time()
     if after_task is None:  # diagnostics probes are on by default: about 0.02 s a task (retain.diagnostics.probes)
         from retain.diagnostics.probes import make_probe_hooks
 
         after_task = make_probe_hooks()
-    try:
-        result = run_experiment(cfg, progress=progress, after_task=after_task, checkpoint_dir=checkpoint_dir)
-    except Exception as exc:  # noqa: BLE001 - recorded as a failed run
-        from retain.errors import RetainError
+    with _run_loggers(cfg, study, loggers) as group:
+        try:
+            result = run_experiment(cfg, progress=progress, after_task=[*after_task, *([group] if group else [])],
+                                    checkpoint_dir=checkpoint_dir)
+        except Exception as exc:  # noqa: BLE001 - recorded as a failed run
+            from retain.errors import RetainError
 
-        if isinstance(exc, RetainError):
-            raise
-        return failed_record(cfg, exc, study=study, started_at=started)
-    return finished_record(result, study=study, started_at=started)
+            if isinstance(exc, RetainError):
+                raise
+            rec = failed_record(cfg, exc, study=study, started_at=started)
+            if group:
+                group.end("failed", {})
+        else:
+            rec = finished_record(result, study=study, started_at=started)
+            if group:
+                group.end("finished", result.metrics)
+    if group and group.errors:  # the run went on without the logger; the record says so
+        rec.extra["logger_errors"] = group.errors
+    return rec
+
+
+def _run_loggers(cfg: RunSpec, study: str, specs):
+    """The run's loggers (a context manager that closes them), or a null context without any."""
+    if not specs:
+        return contextlib.nullcontext()
+    from retain.loggers import RunInfo, RunLoggers
+
+    info = RunInfo(key=cfg.key, strategy=cfg.strategy, benchmark=cfg.benchmark, seed=cfg.seed, order=cfg.order,
+                   config=cfg.resolved, study=study)
+    return RunLoggers(specs, info)

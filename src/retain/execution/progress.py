@@ -23,7 +23,8 @@ def auto_workers(runs: int, backend: str = "local") -> int:
 
 def run_with_progress(study, store, *, backend: str = "local", workers: int | None = None,
                       address: str | None = None, quiet: bool = False, checkpoint_dir: str | None = None,
-                      threads: int | None = None, extra: dict[str, Any] | None = None) -> StudyOutcome:
+                      threads: int | None = None, extra: dict[str, Any] | None = None,
+                      loggers: tuple = ()) -> StudyOutcome:
     """Run ``study`` (a :class:`retain.config.study_file.Study`) into ``store`` and show its progress.
 
     ``workers=None`` sizes the process pool to the cores (one run left: in this process, on
@@ -55,5 +56,5 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
             bar.advance(overall)
 
         executor = make_executor(backend, workers, address, progress=on_step, checkpoint_dir=checkpoint_dir,
-                                 threads=threads)
+                                 threads=threads, loggers=loggers)
         return run_study(study.configs, store, executor, study=study.name, extra=extra, on_record=on_record)

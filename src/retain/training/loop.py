@@ -63,6 +63,8 @@ class RunContext:
     task: int
     acc_matrix: list[list[float]]
     result: RunResult | None = None
+    step_losses: list[float] = field(default_factory=list)  # this task's training loss per optimiser step
+    first_step: int = 1  # the run-wide number of the step of step_losses[0] (counted from 1)
 
 
 def make_optimizer_factory(cfg: RunSpec):
@@ -120,20 +122,24 @@ def training_sets(strategy: Strategy, exps: list[Experience]) -> list[list[Exper
 
 
 def train_task(cfg: RunSpec, strategy: Strategy, exps: list[Experience], t: int, train_on: list[Experience],
-               gen: torch.Generator, plastic, steps: int, on_epoch: Callable[[], None]) -> float:
-    """``cfg.epochs`` passes over ``train_on`` as task ``t``; returns the mean observed loss."""
+               gen: torch.Generator, plastic, steps: int, on_epoch: Callable[[], None],
+               step_losses: list[float] | None = None) -> float:
+    """``cfg.epochs`` passes over ``train_on`` as task ``t``; returns the mean observed loss and
+    puts each step's loss in ``step_losses`` (read from the device once, at the end of the task)."""
     exp = exps[t]
     strategy.set_augmentation(exp.augment)  # before every task, task-free too (no begin_task there)
     if not cfg.task_free:
         strategy.begin_task(exp)
     if plastic:
         plastic.begin_task(t, exp, steps)
-    loss_sum, n_steps = torch.zeros(()), 0
+    loss_sum, n_steps, losses = torch.zeros(()), 0, []
     for epoch in range(cfg.epochs):
         batches = (blurred_batches(exps, t, cfg.blur, cfg.seed, cfg.batch_size, gen)
                    if cfg.blur > 0 and len(train_on) == 1 else iter_batches(train_on, cfg.batch_size, gen))
         for x, y, plain in batches:
-            loss_sum += strategy.observe(x, y, exp.task_id, plain=plain)["loss"]
+            loss = strategy.observe(x, y, exp.task_id, plain=plain)["loss"]
+            loss_sum += loss
+            losses.append(torch.as_tensor(loss).detach())  # no .item(): the loop never waits on the device
             if plastic:
                 plastic.after_step(x)
             n_steps += 1
@@ -145,6 +151,8 @@ def train_task(cfg: RunSpec, strategy: Strategy, exps: list[Experience], t: int,
         plastic.end_task(t)
     if not cfg.task_free:
         strategy.end_task(exp)
+    if step_losses is not None and losses:
+        step_losses.extend(torch.stack(losses).tolist())
     return float(loss_sum) / max(n_steps, 1)
 
 
@@ -182,6 +190,7 @@ def run_experiment(cfg: RunSpec | RunConfig, *, progress: Progress | None = None
     stateful = [*(after_task or ()), *([plastic] if plastic else [])]  # hooks and fixes with state to resume
     start = ckpt.resume(strategy, gen, result, stateful) if ckpt else 0
     done = sum(steps_per_task[:start])
+    first_step = done + 1  # after a restart, the planned count of the earlier tasks' steps
     for t in range(start, len(exps)):  # tasks before ``start`` were trained before a restart
         t0 = time.perf_counter()
         if strategy.trains_once and sets[t]:
@@ -196,7 +205,8 @@ def run_experiment(cfg: RunSpec | RunConfig, *, progress: Progress | None = None
             if progress:
                 progress(done, total, f"task {t + 1}/{len(exps)}")
 
-        loss = (train_task(cfg, strategy, exps, t, sets[t], gen, plastic, steps_per_task[t], on_epoch)
+        step_losses: list[float] = []
+        loss = (train_task(cfg, strategy, exps, t, sets[t], gen, plastic, steps_per_task[t], on_epoch, step_losses)
                 if sets[t] else None)  # nothing trained at this task (joint before the last), so no loss
         result.task_seconds.append(time.perf_counter() - t0)
         result.losses.append(loss)
@@ -205,7 +215,8 @@ def run_experiment(cfg: RunSpec | RunConfig, *, progress: Progress | None = None
         result.eval_seconds.append(time.perf_counter() - t1)
         result.stats.append(strategy.stats())
         for hook in after_task or ():
-            hook(RunContext(cfg, bench, strategy, t, result.acc_matrix, result))
+            hook(RunContext(cfg, bench, strategy, t, result.acc_matrix, result, step_losses, first_step))
+        first_step += len(step_losses)
         if ckpt:
             ckpt.save(t, strategy, gen, result, time.perf_counter() - t_start, stateful)
     if ckpt:
