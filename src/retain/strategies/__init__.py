@@ -1,7 +1,9 @@
-"""Continual-learning strategies, one file each, registered by name."""
+"""Continual-learning strategies, one file each, registered by name; ``BASE+REGULARISER`` names
+(``er+ewc``) are composites built on demand (:mod:`retain.strategies.compose`)."""
 
 from retain.strategies import (  # noqa: F401
     agem,
+    compose,  # composites by name (er+ewc), built on first use
     cumulative,
     der,
     derpp,

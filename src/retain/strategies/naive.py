@@ -8,3 +8,4 @@ class Naive(Strategy):
     """Fine-tune on each task in turn with no protection against forgetting (the lower bound)."""
 
     family = "bound"
+    accepts_regularisers = True  # naive+ewc is EWC: the base of any regulariser alone

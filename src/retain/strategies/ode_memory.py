@@ -41,6 +41,9 @@ class ODEMemory(ER):
     Only the network differs from ER: ``observe`` is ER's, on the wrapped model."""
 
     experimental = True
+    # Its network reads the strategy's buffer during the forward pass: a regulariser that copies
+    # the model (LwF) or vmaps over it (EWC's Fisher) would copy or trace that too.
+    accepts_regularisers = False
 
     Config = ODEMemoryConfig
 
