@@ -20,6 +20,7 @@ from retain.config.run import RunConfig
 from retain.config.study_file import parse_study
 from retain.errors import ConfigError
 from retain.models.mlp import MLP
+from retain.report.descriptions import complexity
 from retain.store import Store
 from retain.strategies import STRATEGIES
 from retain.strategies.config import StrategyConfig, hp
@@ -279,3 +280,22 @@ def test_study_files_name_composites_directly_or_by_components():
         parse_study(head + '[strategies.ewc]\ncomponents = ["er"]\n')
     with pytest.raises(ConfigError, match=r"<study>:5: strategies.er.components: must be a list"):
         parse_study(head + '[strategies.er]\ncomponents = "ewc"\n')
+
+
+@pytest.mark.slow
+def test_composites_resolve_in_worker_processes(tmp_path, capsys):
+    code = main(["run", "--benchmark", "synthetic", "--seeds", "2", "--strategy", "derpp+lwf",
+                 "--buffer-size", "32", "--out", str(tmp_path), "--workers", "2", "--quiet", "--no-report"])
+    assert code == 0, capsys.readouterr().err
+    runs = Store(tmp_path / "retain.db", readonly=True).runs()
+    assert sorted(r["seed"] for r in runs) == [0, 1] and {r["strategy"] for r in runs} == {"derpp+lwf"}
+
+
+def test_list_names_the_parts_not_every_combination_and_reports_describe_composites(capsys):
+    STRATEGIES.get("er+ewc")  # built in this process: still not listed
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not any(line.split()[:1] in (["er+ewc"], ["*er+ewc"]) for line in lines)
+    (line,) = [line for line in lines if line.split()[:1] == ["composites"]]
+    assert "er+ewc" in line and "regularisers: ewc, lwf, si" in line
+    assert complexity("er+ewc").startswith("er: a reservoir buffer") and "; ewc: stores" in complexity("er+ewc")

@@ -31,4 +31,8 @@ def summary(strategy: str) -> str:
 
 
 def complexity(strategy: str) -> str:
+    """What ``strategy`` costs; a composite (``er+ewc``) costs what each of its parts does."""
+    parts = strategy.split("+")
+    if strategy not in COMPLEXITY and len(parts) > 1 and all(p in COMPLEXITY for p in parts):
+        return "; ".join(f"{p}: {COMPLEXITY[p]}" for p in parts)
     return COMPLEXITY.get(strategy, "—")

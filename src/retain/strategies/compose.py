@@ -40,13 +40,11 @@ class Composite(Regularised):
             out[cls.name] = cls.regulariser(self.model, own)
         return out
 
-    def state_dict(self) -> dict[str, Any]:
+    def regulariser_state(self) -> dict[str, Any]:
         # Each part's state under its name: parts may use the same keys (an anchor, say).
-        regs = {name: reg.state_dict() for name, reg in self.regularisers.items()}
-        return super(Regularised, self).state_dict() | {"regularisers": regs}
+        return {"regularisers": {name: reg.state_dict() for name, reg in self.regularisers.items()}}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super(Regularised, self).load_state_dict(state)
+    def load_regulariser_state(self, state: dict[str, Any]) -> None:
         for name, reg in self.regularisers.items():
             reg.load_state_dict(state["regularisers"][name])
 

@@ -124,11 +124,18 @@ class Regularised(Strategy):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        # A single method's state sits next to the model's, as it always has (old checkpoints load).
-        (reg,) = self.regularisers.values()
-        return super().state_dict() | reg.state_dict()
+        return super().state_dict() | self.regulariser_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        self.load_regulariser_state(state)
+
+    def regulariser_state(self) -> dict[str, Any]:
+        """The regularisers' part of :meth:`state_dict`: a single method's state sits next to
+        the model's, as it always has (checkpoints written before regularisers were parts load)."""
+        (reg,) = self.regularisers.values()
+        return reg.state_dict()
+
+    def load_regulariser_state(self, state: dict[str, Any]) -> None:
         (reg,) = self.regularisers.values()
         reg.load_state_dict(state)
