@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` (default study) and `make test` (test suite).
 # Both create .venv on first use and install everything retain needs into it.
 PY := .venv/bin/python
-TEST_EXTRAS := dev,report,lora,ray,tensorboard,ode
+TEST_EXTRAS := dev,report,lora,ray,tensorboard,ode,images,hf,mlflow,wandb
 
 .PHONY: run test lint setup
 

@@ -20,7 +20,7 @@ from retain.config.run import RunConfig
 from retain.config.study_file import parse_study
 from retain.errors import ConfigError
 from retain.models.mlp import MLP
-from retain.report.descriptions import complexity
+from retain.report.descriptions import cost
 from retain.store import Store
 from retain.strategies import STRATEGIES
 from retain.strategies.config import StrategyConfig, hp
@@ -261,11 +261,11 @@ def test_cli_strategy_plus_runs_the_composite_and_stores_every_parts_hyperparame
                  "--out", str(tmp_path), "--workers", "1", "--quiet", "--no-report"])
     assert code == 0, capsys.readouterr().err
     (run,) = Store(tmp_path / "retain.db", readonly=True).runs()
-    assert run["strategy"] == "er+ewc" and len(run["acc_matrix"]) == 2
-    params = run["config"]["params"]
+    assert run.strategy == "er+ewc" and len(run.acc_matrix) == 2
+    params = run.config["params"]
     assert params["buffer_size"] == 64 and params["ewc_lambda"] == 3.0 and params["replay_batch_size"] == 128
     assert {"fisher", "fisher_samples", "online", "gamma", "buffer_kind"} <= set(params)
-    assert "--strategy er --plus ewc" in run["extra"]["command"]
+    assert "--strategy er --plus ewc" in run.extra["command"]
     assert main(["run", "--plus", "ewc", "--out", str(tmp_path), "--quiet"]) == 2
     assert "--plus adds regularisers to a --strategy" in capsys.readouterr().err
 
@@ -274,7 +274,7 @@ def test_study_files_name_composites_directly_or_by_components():
     head = '[study]\nseeds = 1\n[benchmarks.synthetic]\n'
     direct = parse_study(head + '[strategies."er+ewc"]\newc_lambda = 2.0\nbuffer_size = 64\n')
     listed = parse_study(head + '[strategies.er]\ncomponents = ["ewc"]\newc_lambda = 2.0\nbuffer_size = 64\n')
-    assert [c.key() for c in direct.configs] == [c.key() for c in listed.configs]
+    assert [c.key for c in direct.configs] == [c.key for c in listed.configs]
     assert listed.configs[0].strategy == "er+ewc" and listed.configs[0].strategy_config().ewc_lambda == 2.0
     with pytest.raises(ConfigError, match=r"<study>:4: strategies.ewc: .*ewc is a regulariser"):
         parse_study(head + '[strategies.ewc]\ncomponents = ["er"]\n')
@@ -288,7 +288,7 @@ def test_composites_resolve_in_worker_processes(tmp_path, capsys):
                  "--buffer-size", "32", "--out", str(tmp_path), "--workers", "2", "--quiet", "--no-report"])
     assert code == 0, capsys.readouterr().err
     runs = Store(tmp_path / "retain.db", readonly=True).runs()
-    assert sorted(r["seed"] for r in runs) == [0, 1] and {r["strategy"] for r in runs} == {"derpp+lwf"}
+    assert sorted(r.seed for r in runs) == [0, 1] and {r.strategy for r in runs} == {"derpp+lwf"}
 
 
 def test_list_names_the_parts_not_every_combination_and_reports_describe_composites(capsys):
@@ -298,4 +298,16 @@ def test_list_names_the_parts_not_every_combination_and_reports_describe_composi
     assert not any(line.split()[:1] in (["er+ewc"], ["*er+ewc"]) for line in lines)
     (line,) = [line for line in lines if line.split()[:1] == ["composites"]]
     assert "er+ewc" in line and "regularisers: ewc, lwf, si" in line
-    assert complexity("er+ewc").startswith("er: a reservoir buffer") and "; ewc: stores" in complexity("er+ewc")
+    assert cost("er+ewc").startswith("er: a reservoir buffer") and "; ewc: stores" in cost("er+ewc")
+
+
+def test_a_part_from_a_plugin_file_puts_its_source_in_the_composites_key(tmp_path):
+    from retain.plugins import load_file
+
+    plugin = tmp_path / "my_ewc.py"
+    plugin.write_text('from retain.strategies import register_strategy\nfrom retain.strategies.ewc import EWC\n\n\n'
+                      '@register_strategy("my-ewc")\nclass MyEWC(EWC):\n    """EWC under another name."""\n')
+    source = load_file(plugin)
+    spec = RunConfig(benchmark="synthetic", strategy="er+my-ewc", params=TINY).resolve()
+    assert [p.sha256 for p in spec.plugins] == [source.sha256]
+    assert RunConfig(benchmark="synthetic", strategy="er+ewc", params=TINY).resolve().plugins == ()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from retain.diagnostics import buffer, collapse, dissimilarity, forgetting, variance
+from retain.store.record import RunRecord
 
 
 def test_forgetting_drops_and_sudden_event():
@@ -76,7 +77,9 @@ def test_mean_abs_weight_ignores_biases():
 
 
 def test_variance_interval_and_overlap_event():
-    recs = [{"benchmark": "b", "strategy": s, "status": "finished", "metrics": {"avg_acc": v, "forgetting": 0.1}}
+    # One-task runs: avg acc v, forgetting 0 (metrics are computed from the accuracy matrix).
+    recs = [RunRecord(run_key=f"{s}{v}", study="", benchmark="b", strategy=s, seed=0, status="finished", config={},
+                      acc_matrix=[[v]], baseline=[0.1])
             for s, v in [("wide", 0.5), ("wide", 0.9), ("wide", 0.7),
                          ("tight", 0.80), ("tight", 0.801), ("tight", 0.802),
                          ("far", 0.10), ("far", 0.11), ("far", 0.12)]]
@@ -187,13 +190,24 @@ def test_event_warnings_group_by_strategy_and_kind_and_add_the_variance_check():
     from retain.cli.warnings import warning_lines
     from retain.diagnostics.probes import print_event_warnings
 
-    ev = [{"task": t, "kind": "sudden_forgetting", "message": f"drop at {t + 1}"} for t in (2, 3, 4)]
-    recs = [{"strategy": "ewc", "seed": s, "benchmark": "b", "status": "finished", "events": ev if s == 0 else [],
-             "metrics": {"avg_acc": v, "forgetting": 0.1}} for s, v in ((0, 0.2), (1, 0.9), (2, 0.5))]
-    recs += [{"strategy": "si", "seed": s, "benchmark": "b", "status": "finished", "events": [],
-              "metrics": {"avg_acc": v, "forgetting": 0.1}} for s, v in ((0, 0.3), (1, 0.8), (2, 0.55))]
+    # ewc seed 0 loses more than 10 points of an earlier task at 0-based tasks 2, 3 and 4, and
+    # ends at avg acc 0.2; the other runs learn one task. Sudden forgetting and the metrics come
+    # from the matrices (the stored events are the probes' copies of the same facts).
+    R = [[0.9, 0.0, 0.0, 0.0, 0.0], [0.9, 0.9, 0.0, 0.0, 0.0], [0.7, 0.9, 0.9, 0.0, 0.0],
+         [0.7, 0.6, 0.9, 0.9, 0.0], [0.1, 0.1, 0.1, 0.1, 0.6]]
+    ev = [e for t in (2, 3, 4) for e in forgetting.sudden_forgetting_events(R, t)]
+
+    def record(strategy, seed, v):
+        matrix = R if (strategy, seed) == ("ewc", 0) else [[v]]
+        return RunRecord(run_key=f"{strategy}-{seed}", study="", strategy=strategy, seed=seed, benchmark="b",
+                         status="finished", config={}, events=ev if matrix is R else [], acc_matrix=matrix,
+                         baseline=[0.1] * len(matrix))
+
+    recs = [record("ewc", s, v) for s, v in ((0, 0.2), (1, 0.9), (2, 0.5))]
+    recs += [record("si", s, v) for s, v in ((0, 0.3), (1, 0.8), (2, 0.55))]
     lines = warning_lines(recs, "all")
-    assert lines[0] == ("warning: ewc (seed 0, after task 3): drop at 3; raise the penalty or add replay "
+    assert lines[0] == ("warning: ewc (seed 0, after task 3): sudden forgetting: training task 3 dropped task 1 by "
+                        "20.0 points (1 earlier task(s) lost more than 10); raise the penalty or add replay "
                         "(--strategy derpp) [3 events in 1/3 runs]")
     buf = io.StringIO()
     print_event_warnings(recs, Console(file=buf, width=300))

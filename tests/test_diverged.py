@@ -39,7 +39,7 @@ def test_cli_exits_1_with_the_message_and_stores_the_failure(tmp_path, capsys):
     store = Store(tmp_path / "retain.db")
     assert store.runs() == []  # nothing finished
     [failed] = store.runs(status="failed")
-    assert failed["acc_matrix"] == [] and failed["metrics"] is None
+    assert failed.acc_matrix == [] and not failed.metrics
     assert [e["kind"] for e in store.events(failed["id"])] == ["diverged"]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary == [] and not any(isinstance(v, float) and math.isnan(v) for v in summary)

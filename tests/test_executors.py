@@ -128,7 +128,7 @@ def test_sigkill_halfway_then_resume_loses_and_repeats_nothing(tmp_path):
     after = _finished(db)
     assert len(after) == 8 and len({k for _, k, _ in after}) == 8  # all there, none twice
     assert set(before) <= set(after)  # the runs finished before the kill kept their rows
-    keys = {c.key() for c in load_study(tmp_path / "s.toml").configs}
+    keys = {c.key for c in load_study(tmp_path / "s.toml").configs}
     assert {k for _, k, _ in after} == keys
 
 

@@ -37,7 +37,7 @@ def final_weights(cfg: RunConfig):
 
 
 def test_joint_equals_a_fresh_model_of_the_seed_trained_on_all_data():
-    cfg = RunConfig(strategy="joint", **CFG)
+    cfg = RunConfig(strategy="joint", **CFG).resolve()  # the batch size and epochs it runs with
     result, state = final_weights(cfg)
     # By hand: the seed's freshly built model, `epochs` shuffled passes over the union of all tasks.
     bench, fresh = build(cfg)

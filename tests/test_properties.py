@@ -135,7 +135,7 @@ def test_a_valid_grid_expands_to_every_combination(seeds, epochs, lrs):
     assert len(naive) == seeds * len(epochs) * len(lrs)
     assert {(c.seed, c.epochs, c.lr) for c in naive} == {(s, e, lr) for s in range(seeds) for e in epochs
                                                            for lr in lrs}
-    assert len({c.key() for c in configs}) == len(configs)  # no run twice
+    assert len({c.key for c in configs}) == len(configs)  # no run twice
 
 
 @_FAST

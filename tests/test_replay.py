@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from retain.config.presets import load_preset, preset_names, resolve
+from retain.config.presets import load_preset, preset_names, preset_values
 from retain.config.run import RunConfig
 from retain.errors import ConfigError
 from retain.memory.reservoir import ReplayBatch
@@ -148,9 +148,9 @@ def test_presets_give_the_papers_values_and_flags_override_them():
     assert s.params == {"buffer_size": 500, "replay_batch_size": 128, "alpha": 1.0, "beta": 0.5}
     assert p.settings("derpp", 200).run["lr"] == 0.1
     assert load_preset("der-smnist").settings("er", 500).run["batch_size"] == 10
-    run, params, notes = resolve(p, "derpp", {"lr": 0.05, "benchmark": None}, {"beta": 0.0})
+    run, params, notes = preset_values(p, "derpp", {"lr": 0.05, "benchmark": None}, {"beta": 0.0})
     assert run["lr"] == 0.05 and run["benchmark"] == "permuted-mnist" and params["beta"] == 0.0 and not notes
-    assert resolve(p, "der", {}, {"buffer_size": 300})[2], "a size without published values is said"
+    assert preset_values(p, "der", {}, {"buffer_size": 300})[2], "a size without published values is said"
     with pytest.raises(ConfigError, match="unknown preset"):
         load_preset("der-nope")
 

@@ -18,19 +18,20 @@ from retain.errors import ConfigError
 from retain.metrics.matrix import confidence_interval, summarize
 from retain.report import write_report
 from retain.store import Store
+from retain.store.record import RunRecord
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def fake_run(strategy: str, seed: int, R: list[list[float]], wall: float, *, study: str = "s",
              benchmark: str = "synthetic", events=(), params=None, metrics=None, scenario=None,
-             peak_mem: float = 100.0) -> dict:
+             peak_mem: float = 100.0) -> RunRecord:
     """A finished run as the recorder stores it; ``metrics`` replaces the ones computed from R
     (e.g. only ``avg_acc`` for a method trained once on everything)."""
     config = {"benchmark": benchmark, "strategy": strategy, "seed": seed, "order": seed % 2, "tasks": len(R),
               "scenario": scenario, "backbone": "mlp", "hidden": [16], "epochs": 1, "batch_size": 16, "lr": 0.1,
               "optimizer": "sgd", "task_free": False, "params": params or {}, "benchmark_options": {}}
-    return dict(run_key=f"{benchmark}-{strategy}-{seed}-{json.dumps(params)}", study=study, benchmark=benchmark,
+    return RunRecord(run_key=f"{benchmark}-{strategy}-{seed}-{json.dumps(params)}", study=study, benchmark=benchmark,
                 strategy=strategy, seed=seed, task_order=list(range(len(R))), config=config,
                 versions={"retain": "0.1.0", "torch": "x"}, revision="abc", status="finished", started_at=0.0,
                 finished_at=1.0, wall_seconds=wall, peak_mem_mb=peak_mem, trainable_params=1234,
@@ -52,7 +53,8 @@ def store(tmp_path) -> Store:
         s.save_run(fake_run("joint", seed, [[0.9, 0.1], [0.8, 0.9]], wall=3.0,
                             events=[{"task": 1, "kind": "plasticity-loss", "message": "dormant units 40%"}]
                             if seed == 0 else []))
-    s.save_run(fake_run("naive", 0, naive_R(0), wall=1.0, benchmark="other", study="t"))
+    # Task 1 falls 5 points, under the 10 of a sudden-forgetting event (computed from R in reports).
+    s.save_run(fake_run("naive", 0, [[0.9, 0.1], [0.85, 0.9]], wall=1.0, benchmark="other", study="t"))
     return s
 
 

@@ -6,6 +6,7 @@ without changing it or its folder, also where the folder is read-only."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import os
@@ -131,7 +132,7 @@ def _real_record() -> dict:
 
 def _record(key: str) -> dict:
     """A real run's record (so a report can be drawn from it) under the run key ``key``."""
-    return {**copy.deepcopy(_real_record()), "run_key": key}
+    return dataclasses.replace(copy.deepcopy(_real_record()), run_key=key)
 
 
 def test_report_leaves_the_store_and_its_folder_as_they_were(tmp_path, capsys):

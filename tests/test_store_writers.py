@@ -75,9 +75,9 @@ def test_a_finished_run_is_never_recorded_twice(tmp_path):
     rec = execute(RunConfig(benchmark="synthetic", tasks=2, epochs=1, hidden=(8,)).validate(), study="")
     with Store(tmp_path / "r.db") as store:
         first = store.save_run(rec)
-        assert store.save_run(dict(rec)) == first  # another writer finished it meanwhile: kept once
-        failed = {**rec, "status": "failed", "error": "boom"}
-        assert store.save_run(failed) != store.save_run(dict(failed))  # failures are history: each kept
+        assert store.save_run(rec | {}) == first  # another writer finished it meanwhile: kept once
+        failed = rec | {"status": "failed", "error": "boom"}
+        assert store.save_run(failed) != store.save_run(failed | {})  # failures are history: each kept
         counts = store.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status").fetchall()
     assert counts == [("failed", 2), ("finished", 1)]
 

@@ -43,7 +43,7 @@ def test_grid_expands_seeds_orders_and_settings():
                                                          for s in (0, 1)}
     assert {c.lr for c in joint} == {0.2}
     assert all(c.hidden == (16,) and c.epochs == 1 and c.tasks == 2 for c in study.configs)
-    assert len({c.key() for c in study.configs}) == len(study.configs)
+    assert len({c.key for c in study.configs}) == len(study.configs)
     assert study.name == "t" and study.command == "retain run s.toml"
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from retain.cli.warnings import print_warnings, warning_lines
 from retain.diagnostics import advice, collapse, dissimilarity, forgetting
+from retain.store.record import RunRecord
 from retain.strategies import STRATEGIES
 
 BENCH = "permuted-digits"
@@ -32,18 +33,23 @@ def collapse_event():
 
 
 def rec(strategy, seed, *, bench=BENCH, events=(), avg=0.5, forg=0.1, status="finished", error=None):
-    r = {"strategy": strategy, "benchmark": bench, "seed": seed, "status": status, "events": list(events),
-         "extra": {"order": 0}}
+    """A run record. A finished one has a 2-task accuracy matrix with final accuracy ``avg`` and
+    forgetting ``forg``, which is also task 1's drop in one task: a sudden-forgetting event when
+    above 10 points. The warnings compute metrics and sudden forgetting from that matrix; stored
+    sudden-forgetting events (the probes store them too) are left out, so each fact shows once."""
+    r = RunRecord(run_key=f"{bench}-{strategy}-{seed}", study="", benchmark=bench, strategy=strategy, seed=seed,
+                  status=status, config={}, events=list(events), extra={"order": 0})
     if status == "finished":
-        r["metrics"] = {"avg_acc": avg, "forgetting": forg}
+        r.acc_matrix, r.baseline = [[avg + forg, 0.0], [avg, avg]], [0.1, 0.1]
     else:
-        r["error"] = error
+        r.error = error
     return r
 
 
 def named(line):
-    """The strategies a line is about: ``er (seed 0, ...)`` in all mode, ``er (3/3 runs)`` in summary."""
-    return set(re.findall(r"(?<![\w-])([a-z][\w+-]*) \((?:seed \d|\d+/\d+ runs)", line))
+    """The strategies a line is about: ``er (seed 0, ...)`` in all mode, ``er (3/3 runs)`` in summary,
+    at the start of the line or of a list item (not ``... one new task (seed 0, ...)``)."""
+    return set(re.findall(r"(?:^|: |, )([a-z][\w+-]*) \((?:seed \d|\d+/\d+ runs)", line))
 
 
 @pytest.mark.parametrize("mode", ["summary", "all"])
@@ -61,7 +67,7 @@ def test_a_dissimilarity_fact_appears_once_per_benchmark(mode):
 
 @pytest.mark.parametrize("mode", ["summary", "all"])
 def test_the_bounds_get_no_advice(mode):
-    recs = [rec(s, seed, events=[forgetting_event(), forgetting_event(), collapse_event()], avg=0.2 + 0.3 * i)
+    recs = [rec(s, seed, events=[forgetting_event(), collapse_event()], avg=0.2 + 0.3 * i, forg=0.3)
             for i, s in enumerate(("naive", "joint")) for seed in range(3)]
     lines = warning_lines(recs, mode)
     about = [line for line in lines if named(line) & {"naive", "joint"}]
@@ -74,7 +80,7 @@ def test_the_bounds_get_no_advice(mode):
 
 @pytest.mark.parametrize("mode", ["summary", "all"])
 def test_replay_methods_are_not_told_to_use_replay(mode):
-    recs = [rec(s, seed, events=[forgetting_event()], avg=0.2 + 0.3 * i)
+    recs = [rec(s, seed, events=[forgetting_event()], avg=0.2 + 0.3 * i, forg=0.3)
             for i, s in enumerate(("er", "der", "ewc", "si")) for seed in range(3)]
     lines = warning_lines(recs, mode)
     replay = [line for line in lines if named(line) & {"er", "der"}]
@@ -135,7 +141,7 @@ DIVERGED = ("DivergedError: loss became non-finite in task 3, epoch 0 with lr 0.
 
 def failed_study():
     bad = rec("online-lora", 1, status="failed", error=DIVERGED)
-    bad["events"] = [{"task": 3, "kind": "diverged", "value": 0.0, "threshold": 0.0,
+    bad.events = [{"task": 3, "kind": "diverged", "value": 0.0, "threshold": 0.0,
                       "message": "loss became non-finite in task 3, epoch 0 with lr 0.1; lower --lr"}]
     return [rec("online-lora", 0, avg=0.5), bad, rec("online-lora", 2, avg=0.52), rec("er", 0, avg=0.8)]
 
@@ -223,6 +229,6 @@ def test_probes_advise_by_family_and_number_tasks_from_one():
 def test_event_messages_number_tasks_from_one():
     assert "training task 2 dropped task 1 by 30.0" in forgetting_event()["message"]
     assert dissim_event(task=1)["message"].startswith("benchmark: task 2 differs from task 1")
-    recs = [rec("ewc", 0, events=[forgetting_event()])]
+    recs = [rec("ewc", 0, events=[forgetting_event()], forg=0.3)]
     (line,) = warning_lines(recs, "all")
     assert "(seed 0, after task 2)" in line

@@ -11,6 +11,16 @@ from retain.errors import ConfigError
 T = TypeVar("T")
 
 
+def import_submodules(package: str, path) -> None:
+    """Import every module of ``package`` (``path``: its ``__path__``), so a module dropped into the
+    folder registers what it defines without being listed anywhere."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{info.name}")
+
+
 class Registry(Generic[T]):
     """Maps names to components (classes or factories) of one kind, e.g. strategies."""
 

@@ -2,10 +2,13 @@
 
 import inspect
 
-from retain.benchmarks import cifar, core50, digits, mnist, synthetic  # noqa: F401  (register built-ins)
 from retain.benchmarks.base import SCENARIOS, Benchmark, Experience
+from retain.benchmarks.custom import from_arrays, from_dataset, from_hf
 from retain.benchmarks.registry import BENCHMARKS, register_benchmark
 from retain.errors import ConfigError
+from retain.registry import import_submodules
+
+import_submodules(__name__, __path__)  # every module registers its benchmarks; a new file needs no listing
 
 
 def make_benchmark(name: str, **kwargs) -> Benchmark:
@@ -21,4 +24,5 @@ def make_benchmark(name: str, **kwargs) -> Benchmark:
     return factory(**kwargs)
 
 
-__all__ = ["BENCHMARKS", "SCENARIOS", "Benchmark", "Experience", "make_benchmark", "register_benchmark"]
+__all__ = ["BENCHMARKS", "SCENARIOS", "Benchmark", "Experience", "from_arrays", "from_dataset", "from_hf",
+           "make_benchmark", "register_benchmark"]

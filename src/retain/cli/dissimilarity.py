@@ -36,7 +36,7 @@ def _configs(args: argparse.Namespace):
     params = {"online": True, **given}  # online EWC unless --online false; other strategies ignore it
     return [RunConfig(benchmark=args.benchmark, strategy=s, tasks=args.tasks, epochs=args.epochs, lr=args.lr,
                       seed=seed, data_dir=args.data_dir, params=params,
-                      plasticity=args.plasticity_of(args), benchmark_options={"permute_fraction": p}).validate()
+                      plasticity=args.plasticity_of(args), benchmark_options={"permute_fraction": p}).resolve()
             for p in args.fractions for s in strategies for seed in range(args.seeds)]
 
 

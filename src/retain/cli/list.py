@@ -1,4 +1,5 @@
-"""`retain list`: benchmarks, strategies and backbones, one line each."""
+"""`retain list`: benchmarks, strategies and backbones, one line each, with where each comes from
+(built-in, a plugin file, an installed package's entry point)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def cmd_list(_: argparse.Namespace) -> int:
     from retain.benchmarks import BENCHMARKS
     from retain.cli.run import default_strategies
     from retain.models import BACKBONES
+    from retain.plugins import origin
     from retain.strategies import STRATEGIES
 
     default = set(default_strategies())
@@ -27,7 +29,10 @@ def cmd_list(_: argparse.Namespace) -> int:
             if reg is STRATEGIES and "+" in name:  # composites built in this process: the parts are listed
                 continue
             mark = ("*" if name in default else " ") if reg is STRATEGIES else " "
-            print(f" {mark}{name:<18} {_first_line(obj)}")
+            where = origin(obj)
+            print(f" {mark}{name:<18} {_first_line(obj)}" + ("" if where == "built-in" else f"  [{where}]"))
+        if reg is BENCHMARKS:
+            print(f"  {'folder:PATH':<18} your images, one folder per class (docs/byo-data.md)")
         if reg is STRATEGIES:
             from retain.strategies.compose import summary
 

@@ -38,7 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plugin_files(argv: list[str]) -> list[str]:
+    """The ``--plugin FILE`` arguments, read before the parser exists: a plugin's strategies bring
+    their own hyperparameter flags, which the parser must know."""
+    out = []
+    for i, word in enumerate(argv):
+        if word == "--plugin" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif word.startswith("--plugin="):
+            out.append(word.split("=", 1)[1])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from retain.plugins import load_entry_points, load_files
+
+        load_entry_points()
+        load_files(_plugin_files(argv))
+    except RetainError as exc:
+        print(f"retain: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -116,7 +116,7 @@ def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[st
 
 def _configs(args: argparse.Namespace):
     from retain.cli.console import console
-    from retain.config.presets import load_preset, resolve
+    from retain.config.presets import load_preset, preset_values
     from retain.config.run import RunConfig
     from retain.strategies import STRATEGIES
 
@@ -138,7 +138,7 @@ def _configs(args: argparse.Namespace):
     explicit = {k: getattr(args, k) for k in ("benchmark", "tasks", "scenario", "backbone", "hidden", "epochs",
                                               "batch_size", "lr", "optimizer")}
     for strategy in strategies:
-        run_kwargs, strategy_params, notes = resolve(preset, strategy, explicit, params[strategy])
+        run_kwargs, strategy_params, notes = preset_values(preset, strategy, explicit, params[strategy])
         for note in notes:
             console.print(f"[yellow]note[/yellow]: {note}")
         for order in range(args.orders):
@@ -148,7 +148,7 @@ def _configs(args: argparse.Namespace):
                                 blur=args.blur, params=strategy_params,
                                 benchmark_options=dict(args.benchmark_option or ()),
                                 backbone_options=dict(args.backbone_option or ()), **run_kwargs)
-                out.append(cfg.validate())
+                out.append(cfg.resolve())  # the one place a run is checked and its defaults filled
     return out
 
 
@@ -160,8 +160,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 #: Flags that say how or where to run, not what: allowed next to a study file, left out of the
 #: command that reproduces a study's numbers.
-_HOW_FLAGS = {"help", "study_file", "out", "store", "quiet", "workers", "threads", "backend", "address",
-              "tensorboard", "checkpoint_dir", "data_dir", "no_report", "warnings"}
+_HOW_FLAGS = {"help", "study_file", "plugin", "out", "store", "quiet", "workers", "threads", "backend", "address",
+              "tensorboard", "checkpoint_dir", "data_dir", "no_report", "warnings", "logger"}
 
 
 def _flags_given(args: argparse.Namespace, skip: set[str]) -> list[tuple[argparse.Action, Any]]:
@@ -241,10 +241,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from retain.training.checkpoint import load, path_for
 
         for c in study.configs:
-            load(path_for(args.checkpoint_dir, c.key()), run_key=c.key())
+            load(path_for(args.checkpoint_dir, c.key), run_key=c.key)
     out = Path(args.out or study.out or "retain-results")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file, not a folder")
+    from retain.loggers import parse_logger
+
+    loggers = tuple(parse_logger(text, out) for text in args.logger or ())  # unknown or not installed: refused now
     store = Store(args.store or study.store or out / "retain.db")  # refuses a foreign store first; makes its folder
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -254,16 +257,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: the folder is not writable")
     records = run_with_progress(study, store, backend=args.backend, workers=args.workers, address=args.address,
                                 quiet=args.quiet, checkpoint_dir=args.checkpoint_dir, threads=args.threads,
-                                extra={"command": study.command}).records
+                                extra={"command": study.command}, loggers=loggers).records
     keys = ("benchmark", "strategy", "seed", "acc_matrix", "metrics", "run_key", "task_order", "wall_seconds",
             "peak_mem_mb")
-    summary = [{k: r[k] for k in keys} | {"order": r["extra"]["order"]} for r in records
-               if r["status"] == "finished"]
+    summary = [{k: getattr(r, k) for k in keys} | {"order": r.order} for r in records if r.finished]
     write_json_atomic(out / "summary.json", summary)
     if summary:  # a table of failed runs only would be empty
         Console(width=max(Console().width, 100)).print(
             results_table(records, title=f"Results on {study.configs[0].benchmark}"))
-    failed = [r for r in records if r["status"] != "finished"]
+    failed = [r for r in records if r.status != "finished"]
     from retain.cli.warnings import print_warnings
 
     print_warnings(records, console, args.warnings)  # failed runs and diagnostics, each fact once
@@ -272,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from retain.report import write_report
 
         try:
-            paths = write_report(store, out, run_keys=[c.key() for c in study.configs], title=study.name,
+            paths = write_report(store, out, run_keys=[c.key for c in study.configs], title=study.name,
                                  tensorboard=args.tensorboard)
             console.print(f"report: {paths['markdown']}  {paths['html']}")
         except ConfigError as exc:  # e.g. no matplotlib: the runs are saved, only the report is missing
@@ -286,6 +288,9 @@ def add_parser(sub) -> None:
     run.add_argument("--preset", help="a published protocol as defaults (e.g. der-pmnist, der-smnist, der-rmnist): "
                                       "benchmark, training settings and each method's best values for --buffer-size; "
                                       "explicit flags override it")
+    run.add_argument("--plugin", action="append", metavar="FILE.py",
+                     help="a Python file that registers strategies, benchmarks, backbones or metrics, repeatable; "
+                          "loaded before anything else (its source is part of its runs' keys)")
     run.add_argument("--strategy", action="append", help=f"strategy, repeatable (default: "
                                                          f"{', '.join(default_strategies())}; all of "
                                                          f"them: `retain list`)")
@@ -337,6 +342,11 @@ def add_parser(sub) -> None:
     run.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--tensorboard", metavar="DIR", help="also export the runs as TensorBoard event files")
+    run.add_argument("--logger", action="append", metavar="NAME[:ARG]",
+                     help="send per-step losses and per-task metrics to a tracker while runs run, repeatable: "
+                          "tensorboard[:DIR] (default OUT/tensorboard), mlflow[:URI] (default a file store at "
+                          "OUT/mlruns), wandb[:PROJECT] (offline unless WANDB_MODE says otherwise); "
+                          "docs/loggers.md")
     run.add_argument("--no-report", action="store_true", help="skip report.md / report.html / plots")
     run.add_argument("study_file", nargs="?", help="a TOML study file (docs/studies.md); without it the "
                                                     "flags describe the study")

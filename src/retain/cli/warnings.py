@@ -7,6 +7,10 @@ dissimilarity: once per benchmark, not once per strategy), buffer events, other 
 what the bounds did (naive forgetting is expected; bounds get no advice). Advice is chosen by
 the method's family (:mod:`retain.diagnostics.advice`), so it never recommends the method run.
 
+Sudden forgetting and the variance check are computed from each run's accuracy matrix when the
+warnings are made (:mod:`retain.diagnostics.run_events`, :mod:`retain.metrics.registry`); the
+other events are as the run stored them.
+
 Modes: ``summary`` (the default) fits in ``max_lines`` printed lines, merges one kind across the
 strategies that share the same advice, and ends with a line saying how much more there is and
 where; ``all`` prints one line per strategy and kind, untruncated; ``none`` prints nothing.
@@ -22,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from retain.diagnostics import advice as adv
-from retain.diagnostics.variance import METRIC_NAMES, RECOMMEND, overlapping_rankings
+from retain.diagnostics.run_events import events_of
+from retain.diagnostics.variance import RECOMMEND, overlapping_rankings, title
 from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL
 
 MODES = ("all", "summary", "none")
@@ -75,10 +80,12 @@ class _Study:
 
     def __init__(self, records: list[Record]):
         self.records = records
-        self.multi = len({r["benchmark"] for r in records}) > 1
+        self.multi = len({r.benchmark for r in records}) > 1
         self.runs: dict[tuple[str, str], list[Record]] = defaultdict(list)
+        self.run_events: dict[int, list[dict[str, Any]]] = {}  # id(record) -> its events as shown
         for r in records:
-            self.runs[(r["benchmark"], r["strategy"])].append(r)
+            self.runs[(r.benchmark, r.strategy)].append(r)
+            self.run_events[id(r)] = events_of(r)
 
     def name(self, bench: str, strat: str) -> str:
         return f"{strat} on {bench}" if self.multi else strat
@@ -88,9 +95,9 @@ class _Study:
         reported elsewhere: divergences (with the failed run) and task dissimilarity (per benchmark)."""
         out: dict[tuple[str, str, str], list[tuple[Record, dict]]] = defaultdict(list)
         for r in self.records:
-            for e in r.get("events") or []:
+            for e in self.run_events[id(r)]:
                 if e.get("kind") not in ("diverged", "task_dissimilarity"):
-                    out[(r["benchmark"], r["strategy"], e["kind"])].append((r, e))
+                    out[(r.benchmark, r.strategy, e["kind"])].append((r, e))
         return out
 
     def fired_in(self, hits: list[tuple[Record, dict]], bench: str, strat: str) -> str:
@@ -168,7 +175,7 @@ def benchmark_facts(s: _Study) -> list[Finding]:
     """Task dissimilarity, once per benchmark: it is a property of the data, not of a method."""
     by_bench: dict[str, list[tuple[Record, dict]]] = defaultdict(list)
     for r in s.records:
-        by_bench[r["benchmark"]] += [(r, e) for e in r.get("events") or [] if e.get("kind") == "task_dissimilarity"]
+        by_bench[r.benchmark] += [(r, e) for e in s.run_events[id(r)] if e.get("kind") == "task_dissimilarity"]
     out = []
     for bench, hits in by_bench.items():
         if not hits:
@@ -196,7 +203,7 @@ def variance(s: _Study, *, merge: bool) -> list[Finding]:
     out = []
     for key, chains in groups.items():
         where = f"{key[0]}, " if s.multi else ""
-        out.append(Finding(VARIANCE, f"{where}{METRIC_NAMES.get(key[1], key[1])} %: {'; '.join(chains)} overlap "
+        out.append(Finding(VARIANCE, f"{where}{title(key[1])}: {'; '.join(chains)} overlap "
                                      f"(± 95% CI), so their order is not established; {RECOMMEND}"))
     return out
 
@@ -224,7 +231,7 @@ def select(records: list[Record], mode: str = "summary", *, max_lines: int = MAX
     found = findings(records, mode)
     if mode != "summary" or not found:
         return found, None
-    n_events = sum(len(r.get("events") or []) for r in records)
+    n_events = sum(len(events_of(r)) for r in records)
     shown, used = [], 0
     for i, f in enumerate(found):
         hidden = len(found) - i - 1

@@ -95,22 +95,14 @@ def load_preset(name: str) -> Preset:
                   default_buffer_size=data.get("default_buffer_size"))
 
 
-#: What a run uses for a setting that neither the command line nor a preset gives.
-RUN_FALLBACKS: dict[str, Any] = {"benchmark": "permuted-digits", "backbone": "mlp", "hidden": (100, 100),
-                                 "optimizer": "sgd"}
-
-
-def resolve(preset: Preset | None, strategy: str, explicit_run: dict[str, Any],
-            explicit_params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """RunConfig keyword arguments and hyperparameters for one strategy: explicit values (those
-    not None) override the preset's, which override the strategy's own ``run_defaults`` (e.g.
-    the optimizer its paper uses), which override :data:`RUN_FALLBACKS`."""
-    from retain.strategies import STRATEGIES
-
+def preset_values(preset: Preset | None, strategy: str, explicit_run: dict[str, Any],
+                  explicit_params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The run settings and hyperparameters one strategy's runs set: explicit values (those not
+    None) over the preset's. Whatever neither sets stays None, for
+    :meth:`retain.config.run.RunConfig.resolve` to fill from its one source of defaults."""
     given_run = {k: v for k, v in explicit_run.items() if v is not None}
     given_params = {k: v for k, v in explicit_params.items() if v is not None}
-    own = dict(STRATEGIES.get(strategy).run_defaults)
     if preset is None:
-        return RUN_FALLBACKS | own | given_run, given_params, []
+        return given_run, given_params, []
     found = preset.settings(strategy, given_params.get("buffer_size"))
-    return RUN_FALLBACKS | own | found.run | given_run, found.params | given_params, found.notes
+    return found.run | given_run, found.params | given_params, found.notes

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retain.errors import ConfigError
+from retain.plugins import PluginSource
 
 OPTIMIZERS = ("sgd", "adam")
 #: Caps on sizes, so a typo (--tasks 1000000000) is refused at once rather than grown into memory.
@@ -96,20 +97,31 @@ def check_options(what: str, factory: Any, options: dict[str, Any]) -> None:
             raise ConfigError(f"{what} option {key} must be {_describe(hints[key])}, got {value!r}")
 
 
+#: What a run uses for a setting that neither the user, a preset, the strategy's ``run_defaults``
+#: nor the benchmark's training defaults give.
+RUN_FALLBACKS: dict[str, Any] = {"benchmark": "permuted-digits", "backbone": "mlp", "hidden": (100, 100),
+                                 "optimizer": "sgd"}
+#: How many times :meth:`RunConfig.resolve` ran in this process (tests check: once per run).
+RESOLVE_CALLS = 0
+
+
 @dataclass
 class RunConfig:
-    """Everything that determines one run's numbers."""
+    """What a user asks for in one run: every field that determines its numbers. ``None`` means
+    "the default", which :meth:`resolve` fills from one place, in this order: the strategy's own
+    ``run_defaults`` (e.g. the optimizer of its paper), the benchmark's training defaults, then
+    :data:`RUN_FALLBACKS`. A preset or an explicit value is simply a value that is set here."""
 
-    benchmark: str = "permuted-digits"
+    benchmark: str | None = None
     strategy: str = "naive"
     tasks: int | None = None
     scenario: str | None = None
-    backbone: str = "mlp"
-    hidden: tuple[int, ...] = (100, 100)
-    epochs: int | None = None  # None: the benchmark's recommended value
+    backbone: str | None = None
+    hidden: tuple[int, ...] | None = None
+    epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
-    optimizer: str = "sgd"
+    optimizer: str | None = None
     seed: int = 0
     order: int = 0
     data_dir: str | None = None
@@ -120,62 +132,171 @@ class RunConfig:
     backbone_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"nf": 20} for resnet18-reduced
     plasticity: dict[str, Any] = field(default_factory=dict)  # plasticity fixes, see retain.plasticity
 
-    def validate(self) -> RunConfig:
-        """Check every value; raise ConfigError naming the first bad one."""
+    def resolve(self) -> RunSpec:
+        """The frozen, fully resolved run: defaults filled, every value checked, the strategy's
+        hyperparameters typed, the run key computed. The one place that validates; raises
+        ConfigError naming the first bad value."""
+        global RESOLVE_CALLS
+        RESOLVE_CALLS += 1
         from retain.benchmarks import BENCHMARKS
+        from retain.benchmarks.registry import TRAINING_DEFAULTS
         from retain.models import BACKBONES
+        from retain.plasticity import PlasticityConfig
         from retain.strategies import STRATEGIES
 
-        BENCHMARKS.get(self.benchmark)
-        from retain.benchmarks.registry import TRAINING_DEFAULTS
+        cls = STRATEGIES.get(self.strategy)
+        d = self.to_dict()
+        for name, value in cls.run_defaults.items():
+            if d.get(name) is None:
+                d[name] = value
+        for name, value in RUN_FALLBACKS.items():
+            if d[name] is None:
+                d[name] = value
+        d["hidden"] = tuple(d["hidden"])
+        bench_factory = BENCHMARKS.get(d["benchmark"])
+        for name, value in TRAINING_DEFAULTS[d["benchmark"]].items():
+            if d[name] is None:
+                d[name] = value
+        backbone = BACKBONES.get(d["backbone"])
+        known = set(inspect.signature(backbone).parameters) - {"input_shape", "num_classes"}
+        if set(d["backbone_options"]) - known:
+            raise ConfigError(f"backbone {d['backbone']!r} has no option(s) "
+                              f"{sorted(set(d['backbone_options']) - known)}; known: {sorted(known)}")
+        check_options(f"backbone {d['backbone']}", backbone, d["backbone_options"])
+        check_options(f"benchmark {d['benchmark']}", bench_factory, d["benchmark_options"])
+        _check_numbers(d)
+        strategy_config = cls.Config.from_params(self.strategy, d["params"])
+        PlasticityConfig.from_dict(d["plasticity"])
+        from retain.plugins import sources_of
 
-        for name, value in TRAINING_DEFAULTS[self.benchmark].items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-        STRATEGIES.get(self.strategy)
-        known = set(inspect.signature(BACKBONES.get(self.backbone)).parameters) - {"input_shape", "num_classes"}
-        if set(self.backbone_options) - known:
-            raise ConfigError(f"backbone {self.backbone!r} has no option(s) "
-                              f"{sorted(set(self.backbone_options) - known)}; known: {sorted(known)}")
-        check_options(f"backbone {self.backbone}", BACKBONES.get(self.backbone), self.backbone_options)
-        check_options(f"benchmark {self.benchmark}", BENCHMARKS.get(self.benchmark), self.benchmark_options)
-        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("order", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
-        if self.epochs > MAX_EPOCHS:
-            raise ConfigError(f"epochs must be <= {MAX_EPOCHS}, got {self.epochs}")
-        if self.seed > MAX_SEED:
-            raise ConfigError(f"seed must be an integer below 2**32 (the random generators' limit), got {self.seed}")
-        if self.tasks is not None and (not isinstance(self.tasks, int) or isinstance(self.tasks, bool)
-                                       or not 1 <= self.tasks <= MAX_TASKS):
-            raise ConfigError(f"tasks must be a positive integer <= {MAX_TASKS}, got {self.tasks!r}")
-        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
-            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not isinstance(self.blur, (int, float)) or not 0.0 <= self.blur < 1.0:
-            raise ConfigError(f"blur must be a fraction in [0, 1), got {self.blur!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        STRATEGIES.get(self.strategy).Config.from_params(self.strategy, self.params)
-        from retain.plasticity import PlasticityConfig
+        plugins = sources_of(cls, bench_factory, backbone)
+        resolved = _keyed(d, strategy_config.to_dict(), plugins)
+        key = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        d["params"] = strategy_config.to_dict()
+        return RunSpec(**d, plugins=plugins, key=key, resolved=resolved)
 
-        PlasticityConfig.from_dict(self.plasticity)
+    # Conveniences for the Python API; each call resolves again (internal code holds a RunSpec).
+    def validate(self) -> RunConfig:
+        """Check every value (raise ConfigError naming the first bad one); returns self."""
+        self.resolve()
         return self
 
-    def strategy_config(self):
+    def key(self) -> str:
+        return self.resolve().key
+
+    def resolved(self) -> dict[str, Any]:
+        return self.resolve().resolved
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("params", "benchmark_options", "backbone_options", "plasticity"):
+            d[name] = dict(d[name])
+        if d["hidden"] is not None:
+            d["hidden"] = list(d["hidden"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown run setting(s): {', '.join(unknown)}")
+        d = dict(d)
+        if d.get("hidden") is not None:
+            d["hidden"] = tuple(d["hidden"])
+        return cls(**d)
+
+
+def _check_numbers(d: dict[str, Any]) -> None:
+    for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("order", 0)):
+        value = d[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+    if d["epochs"] > MAX_EPOCHS:
+        raise ConfigError(f"epochs must be <= {MAX_EPOCHS}, got {d['epochs']}")
+    if d["seed"] > MAX_SEED:
+        raise ConfigError(f"seed must be an integer below 2**32 (the random generators' limit), got {d['seed']}")
+    tasks = d["tasks"]
+    if tasks is not None and (not isinstance(tasks, int) or isinstance(tasks, bool) or not 1 <= tasks <= MAX_TASKS):
+        raise ConfigError(f"tasks must be a positive integer <= {MAX_TASKS}, got {tasks!r}")
+    lr = d["lr"]
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"lr must be a finite number > 0, got {lr!r}")
+    if not isinstance(d["blur"], (int, float)) or not 0.0 <= d["blur"] < 1.0:
+        raise ConfigError(f"blur must be a fraction in [0, 1), got {d['blur']!r}")
+    if d["optimizer"] not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)}, got {d['optimizer']!r}")
+
+
+def _keyed(d: dict[str, Any], params: dict[str, Any], plugins: tuple[PluginSource, ...]) -> dict[str, Any]:
+    """What the run key hashes: the resolved values, with the strategy's hyperparameters filled in
+    and only the keys that strategy uses. The data directory is left out (checksums pin the data);
+    fields added later are left out at their default, so the keys of older runs stay valid; the
+    source hash of every plugin the run uses is in, so changing a plugin's code reruns its runs."""
+    out = {k: v for k, v in d.items() if k != "data_dir"}
+    out["hidden"] = list(out["hidden"])
+    out["params"] = params
+    for name in ("backbone_options", "blur", "plasticity"):
+        if not out[name]:
+            out.pop(name)
+    if plugins:
+        out["plugins"] = {p.module: p.sha256 for p in plugins}
+    return out
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run, fully resolved (see :meth:`RunConfig.resolve`): every value filled and checked,
+    ``params`` holding all of the strategy's hyperparameters, the run key computed once. Nothing
+    downstream validates or fills a default again."""
+
+    benchmark: str
+    strategy: str
+    tasks: int | None
+    scenario: str | None
+    backbone: str
+    hidden: tuple[int, ...]
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    seed: int
+    order: int
+    data_dir: str | None
+    task_free: bool
+    blur: float
+    params: dict[str, Any]
+    benchmark_options: dict[str, Any]
+    backbone_options: dict[str, Any]
+    plasticity: dict[str, Any]
+    plugins: tuple[PluginSource, ...]
+    key: str
+    resolved: dict[str, Any] = field(repr=False)
+
+    @property
+    def strategy_class(self):
         from retain.strategies import STRATEGIES
 
-        return STRATEGIES.get(self.strategy).Config.from_params(self.strategy, self.params)
+        return STRATEGIES.get(self.strategy)
+
+    def strategy_config(self):
+        """The strategy's typed hyperparameters (built from ``params``, which resolve checked)."""
+        return self.strategy_class.Config(**self.params)
+
+    def plasticity_config(self):
+        """The plasticity fixes' typed settings (from ``plasticity``, which resolve checked)."""
+        from retain.plasticity import PlasticityConfig
+
+        return PlasticityConfig(**self.plasticity)
+
+    def with_data_dir(self, data_dir: str | None) -> RunSpec:
+        """The same run reading its data from ``data_dir`` (not part of the key)."""
+        return dataclasses.replace(self, data_dir=data_dir)
 
     def check_fits(self, bench) -> None:
-        """Refuse what only the built benchmark can judge: a replay buffer larger than all of its
-        training data (it could never fill; usually a size meant for a bigger benchmark)."""
-        size = getattr(self.strategy_config(), "buffer_size", None)
-        total = sum(e.num_train for e in bench.experiences)
-        if isinstance(size, int) and size > total:
-            raise ConfigError(f"{self.strategy}: buffer-size {size} is larger than all the training data of "
-                              f"{self.benchmark} ({total} samples in {len(bench.experiences)} tasks); expected "
-                              f"at most {total}")
+        """Refuse what only the built benchmark can judge (the strategy says what: e.g. a replay
+        buffer larger than all of the training data)."""
+        self.strategy_class.check_benchmark(self.strategy_config(), bench, self)
 
     def check_backbone(self, bench) -> None:
         """Build the backbone once for ``bench``'s inputs, on torch's meta device (no memory, no
@@ -190,37 +311,7 @@ class RunConfig:
             raise ConfigError(f"backbone {self.backbone} with {kwargs or 'its defaults'} has {_BUILT[sig]:,} "
                               f"parameters, more than the {MAX_PARAMETERS:,} a run may train")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
 
-    def resolved(self) -> dict[str, Any]:
-        """The config with the strategy's hyperparameters filled in with their defaults and
-        only the keys that strategy uses; what the run key hashes."""
-        self.validate()
-        d = self.to_dict()
-        d["params"] = self.strategy_config().to_dict()
-        d.pop("data_dir")  # where the data lives does not change the numbers (checksums do)
-        if not d["backbone_options"]:  # keeps the keys of runs recorded before the field existed
-            d.pop("backbone_options")
-        if not d["blur"]:  # keeps the keys of runs recorded before blur existed
-            d.pop("blur")
-        if not d["plasticity"]:  # keeps the keys of runs recorded before plasticity fixes existed
-            d.pop("plasticity")
-        return d
-
-    def key(self) -> str:
-        blob = json.dumps(self.resolved(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown run setting(s): {', '.join(unknown)}")
-        d = dict(d)
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        return cls(**d)
+def as_spec(run: RunConfig | RunSpec) -> RunSpec:
+    """``run`` resolved: a RunSpec as it is, a RunConfig (from the Python API) resolved now."""
+    return run if isinstance(run, RunSpec) else run.resolve()

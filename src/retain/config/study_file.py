@@ -1,5 +1,5 @@
 """Study files: a TOML grid of benchmarks x strategies (with hyperparameter grids) x seeds x task
-orders, plus shared settings, expanded into validated :class:`~retain.config.run.RunConfig` s.
+orders, plus shared settings, expanded once into resolved runs (:class:`~retain.config.run.RunSpec`).
 The format is documented in docs/studies.md. Every unknown key or bad value is refused with the
 file, the key and its line (found in the text by :mod:`retain.config.toml_lines`)."""
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retain.config.run import MAX_SEED, RunConfig, check_options
+from retain.config.run import MAX_SEED, RunConfig, RunSpec, check_options
 from retain.config.toml_lines import key_lines, line_of
 from retain.errors import ConfigError, RetainError
 
@@ -26,7 +26,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 STUDY_KEYS = {"name": str, "description": str, "seeds": (int, list), "orders": (int, list), "out": str,
-              "store": str}
+              "store": str, "plugins": list}
 #: The most runs one study may have: more is almost surely a typo, and would take days to run.
 MAX_RUNS = 100_000
 #: RunConfig fields a study sets per run itself, so they are not settings.
@@ -38,7 +38,7 @@ class Study:
     """A named list of runs and the command that reproduces them."""
 
     name: str
-    configs: list[RunConfig]
+    configs: list[RunSpec]
     command: str
     source: str = "command line"
     description: str = ""
@@ -86,10 +86,11 @@ def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, da
         raise ConfigError(f"{file}:{at.group(1) + ':' if at else ''} not valid TOML: {exc}") from None
     where = _Where(file, text)
     for key in data:
-        if key not in ("study", "settings", "benchmarks", "strategies"):
-            raise where.error((key,), "unknown section; expected [study], [settings], [benchmarks.NAME] "
-                                      "or [strategies.NAME]")
+        if key not in ("study", "settings", "benchmarks", "strategies", "plugins"):
+            raise where.error((key,), "unknown section; expected plugins = [...], [study], [settings], "
+                                      "[benchmarks.NAME] or [strategies.NAME]")
     head = _table(data, "study", where, ())
+    _load_plugins(data, head, file, where)
     for key, value in head.items():
         if key not in STUDY_KEYS:
             raise where.error(("study", key), f"unknown key; expected one of {sorted(STUDY_KEYS)}")
@@ -97,14 +98,32 @@ def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, da
             raise where.error(("study", key), f"bad value {value!r}")
     seeds = _indices(head.get("seeds", 1), ("study", "seeds"), where)
     orders = _indices(head.get("orders", 1), ("study", "orders"), where)
-    configs = _expand(data, seeds, orders, where)
-    for c in configs:
-        c.data_dir = c.data_dir or data_dir  # not part of the run key: where the data lives
+    configs = _expand(data, seeds, orders, where, data_dir)
     if check_data:
         _check_benchmarks(configs, where)
     name = head.get("name", Path(file).stem)
     return Study(name=name, configs=configs, command=f"retain run {file}", source=file,
                  description=head.get("description", ""), out=head.get("out"), store=head.get("store"), text=text)
+
+
+def _load_plugins(data: dict, head: dict, file: str, where: _Where) -> None:
+    """Load the plugin files the study names (``plugins = [...]`` at the top or in [study]),
+    relative to the study file's folder, before any name in it is looked up."""
+    from retain.plugins import load_file
+
+    for path, value in ((("plugins",), data.get("plugins")), (("study", "plugins"), head.get("plugins"))):
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise where.error(path, f"must be a list of plugin file paths, got {value!r}")
+        for entry in value:
+            target = Path(entry).expanduser()
+            if not target.is_absolute():
+                target = Path(file).parent / target
+            try:
+                load_file(target)
+            except ConfigError as exc:
+                raise where.error(path, str(exc)) from None
 
 
 def _table(data: dict, key: str, where: _Where, path: tuple[str, ...]) -> dict:
@@ -223,7 +242,8 @@ def _strategy_name(name: str, table: dict, path: tuple[str, ...], where: _Where)
     return name
 
 
-def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where) -> list[RunConfig]:
+def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where,
+            data_dir: str | None = None) -> list[RunSpec]:
     from retain.benchmarks import BENCHMARKS
 
     shared = _settings(_table(data, "settings", where, ()), ("settings",), where)
@@ -231,7 +251,7 @@ def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where) -> l
     if not benches or not strategies:
         missing = "[benchmarks.NAME]" if not benches else "[strategies.NAME]"
         raise ConfigError(f"{where.file}: a study needs at least one {missing} table")
-    configs: dict[str, RunConfig] = {}
+    configs: dict[str, RunSpec] = {}
     total = 0  # runs so far, counted before they are built
     for bench, btable in benches.items():
         bpath = ("benchmarks", bench)
@@ -260,8 +280,10 @@ def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where) -> l
                     for seed in seeds:
                         cfg = RunConfig(benchmark=bench, strategy=strat, seed=seed, order=order, params=params,
                                         benchmark_options=dict(options), **run)
-                        _validate(cfg, axes, spath, where)
-                        configs.setdefault(cfg.key(), cfg)  # a grid may repeat a resolved config
+                        if cfg.data_dir is None:
+                            cfg.data_dir = data_dir  # not part of the run key: where the data lives
+                        spec = _resolve(cfg, axes, spath, where)
+                        configs.setdefault(spec.key, spec)  # a grid may repeat a resolved config
     return list(configs.values())
 
 
@@ -284,10 +306,10 @@ def _check_options(bench: str, options: dict, path: tuple[str, ...], where: _Whe
             raise where.error(path + (key,), str(exc)) from None
 
 
-def _validate(cfg: RunConfig, axes: dict[str, Any], fallback: tuple[str, ...], where: _Where) -> None:
-    """Validate ``cfg``; name the key whose value the error is about."""
+def _resolve(cfg: RunConfig, axes: dict[str, Any], fallback: tuple[str, ...], where: _Where) -> RunSpec:
+    """Resolve ``cfg``; an error names the key whose value it is about."""
     try:
-        cfg.validate()
+        return cfg.resolve()
     except ConfigError as exc:
         msg = str(exc)
         m = re.match(rf"{re.escape(cfg.strategy)}: ([\w-]+) ", msg) or re.match(r"([\w-]+) must", msg)
@@ -301,7 +323,7 @@ def _validate(cfg: RunConfig, axes: dict[str, Any], fallback: tuple[str, ...], w
         raise where.error(path, msg.removeprefix(f"{path[-1]}: ")) from None  # not "plasticity: plasticity: ..."
 
 
-def _check_benchmarks(configs: list[RunConfig], where: _Where) -> None:
+def _check_benchmarks(configs: list[RunSpec], where: _Where) -> None:
     """Build each distinct benchmark once, so missing data or bad options fail before any run."""
     from retain.benchmarks import make_benchmark
 

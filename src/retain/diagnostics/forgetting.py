@@ -15,6 +15,9 @@ from retain.diagnostics import Event, make_event
 
 RECOMMEND = ("add or enlarge a replay buffer (e.g. --strategy er), or raise the regularisation "
              "strength (e.g. ewc's lambda)")
+#: A drop of an earlier task in one new task larger than this (10 points) is an event; the same
+#: default as the run-time probes' ``ProbeConfig.forgetting_threshold``.
+THRESHOLD = 0.10
 
 
 def _rows(R: Sequence[Sequence[float]], t: int) -> np.ndarray:
@@ -42,7 +45,7 @@ def forgetting_probes(R: Sequence[Sequence[float]], t: int) -> dict[str, float]:
     return {"forget_max_drop": max(d) if d else 0.0, "forget_mean_drop": float(np.mean(d)) if d else 0.0}
 
 
-def sudden_forgetting_events(R: Sequence[Sequence[float]], t: int, threshold: float = 0.10, *,
+def sudden_forgetting_events(R: Sequence[Sequence[float]], t: int, threshold: float = THRESHOLD, *,
                              advice: str = RECOMMEND) -> list[Event]:
     """One event after task t (0-based, as stored) if some earlier task lost more than
     ``threshold`` in this one task; the message numbers tasks from 1 and ends with ``advice``
@@ -62,3 +65,10 @@ def sudden_forgetting_events(R: Sequence[Sequence[float]], t: int, threshold: fl
            f"({len(over)} earlier task(s) lost more than {100 * threshold:.0f})")
     msg = f"{msg}; {advice}" if advice else msg
     return [make_event("sudden_forgetting", t, d[worst], threshold, msg)]
+
+
+def run_forgetting_events(R: Sequence[Sequence[float]], threshold: float = THRESHOLD, *,
+                          advice: str = RECOMMEND) -> list[Event]:
+    """Every sudden-forgetting event of a whole run, from its full accuracy matrix: what the
+    probes raise task by task (:func:`sudden_forgetting_events` after each task t >= 1)."""
+    return [e for t in range(1, len(R)) for e in sudden_forgetting_events(R, t, threshold, advice=advice)]

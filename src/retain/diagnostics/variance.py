@@ -7,8 +7,10 @@ in that ranking overlap (and their means differ), which of the two is better is 
 established. A fixed width threshold would fire by construction at the default 3 seeds
 (t = 4.30 makes every interval wide) even when methods are far apart; this rule fires only where
 the ranking is in doubt. Groups with fewer than ``retain.metrics.matrix.MIN_RUNS_FOR_INTERVAL`` runs
-have no interval and are left out of the ranking. Works on store records (dicts with
-``benchmark``, ``strategy``, ``metrics``, ``status``).
+have no interval and are left out of the ranking. Works on store or run records (dicts with
+``benchmark``, ``strategy``, ``status``, ``acc_matrix``, ``baseline``): the metrics are computed
+from each run's accuracy matrix through :mod:`retain.metrics.registry`, so any registered metric
+can be checked, for runs recorded before it existed too.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Any
 
 from retain.diagnostics import Event, make_event
 from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL, confidence_interval, format_mean_ci, mean_std
+from retain.metrics.registry import METRICS, metrics_of
 
 RECOMMEND = "more seeds (--seeds) narrow the intervals"
-METRIC_NAMES = {"avg_acc": "avg acc", "forgetting": "forgetting", "learning_acc": "learning acc", "bwt": "BWT"}
 
 
 def interval(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
@@ -35,19 +37,20 @@ def interval(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
             "high": mean + half}
 
 
-def _finished_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+def _finished_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, float]]]:
+    """(benchmark, strategy) -> the metrics of each finished run, computed from its matrix."""
+    groups: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     for r in records:
         if r.get("status", "finished") == "finished":
-            groups[(r["benchmark"], r["strategy"])].append(r)
+            groups[(r.benchmark, r.strategy)].append(metrics_of(r))
     return groups
 
 
 def group_intervals(records: list[dict[str, Any]], metrics: Sequence[str] = ("avg_acc", "forgetting"),
                     level: float = 0.95) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
     """(benchmark, strategy) -> metric -> interval, over the finished runs of each group."""
-    return {g: {m: interval([r["metrics"][m] for r in rs], level) for m in metrics
-                if all(m in r["metrics"] for r in rs)} for g, rs in sorted(_finished_groups(records).items())}
+    return {g: {m: interval([r[m] for r in rs], level) for m in metrics
+                if all(m in r for r in rs)} for g, rs in sorted(_finished_groups(records).items())}
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ class Overlap:
 
     def describe(self) -> str:
         """e.g. ``er 76.0 ± 3.1 and der 75.2 ± 2.0`` (%); ± is the 95% CI half-width."""
-        parts = [f"{s} {format_mean_ci(v)}" for s, v in zip(self.strategies, self.values)]
+        scale = METRICS.get(self.metric).scale if self.metric in METRICS else 100.0
+        parts = [f"{s} {format_mean_ci(v, scale=scale)}" for s, v in zip(self.strategies, self.values)]
         return ", ".join(parts[:-1]) + f" and {parts[-1]}"
 
 
@@ -72,11 +76,12 @@ def overlapping_rankings(records: list[dict[str, Any]],
     values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(dict)
     for (bench, strat), rs in sorted(_finished_groups(records).items()):
         for m in metrics:
-            if len(rs) >= MIN_RUNS_FOR_INTERVAL and all(m in r["metrics"] for r in rs):
-                values[(bench, m)][strat] = [float(r["metrics"][m]) for r in rs]
+            if len(rs) >= MIN_RUNS_FOR_INTERVAL and all(m in r for r in rs):
+                values[(bench, m)][strat] = [float(r[m]) for r in rs]
     out = []
     for (bench, m), by_strat in values.items():
-        ranked = sorted(by_strat, key=lambda s: -mean_std(by_strat[s])[0])
+        sign = -1.0 if m not in METRICS or METRICS.get(m).higher_is_better else 1.0  # best first
+        ranked = sorted(by_strat, key=lambda s: sign * mean_std(by_strat[s])[0])
         chain: list[str] = ranked[:1]
         for a, b in zip(ranked, ranked[1:]):
             (ma, ha), (mb, hb) = confidence_interval(by_strat[a]), confidence_interval(by_strat[b])
@@ -91,6 +96,12 @@ def overlapping_rankings(records: list[dict[str, Any]],
     return out
 
 
+def title(metric: str) -> str:
+    """``avg acc %``: the metric's label, with its unit when it is a percentage (a name no longer
+    registered is taken for a percentage, as every metric before the registry was)."""
+    return METRICS.get(metric).title if metric in METRICS else f"{metric} %"
+
+
 def variance_events(records: list[dict[str, Any]],
                     metrics: Sequence[str] = ("avg_acc", "forgetting")) -> list[Event]:
     """One ``high_variance`` event per chain of :func:`overlapping_rankings` (value: the gap
@@ -99,7 +110,7 @@ def variance_events(records: list[dict[str, Any]],
     for o in overlapping_rankings(records, metrics):
         (m0, h0), (m1, h1) = confidence_interval(o.values[0]), confidence_interval(o.values[1])
         n = sorted({len(v) for v in o.values})
-        msg = (f"{o.benchmark}, {METRIC_NAMES.get(o.metric, o.metric)} %: {o.describe()} overlap (± 95% CI, "
+        msg = (f"{o.benchmark}, {title(o.metric)}: {o.describe()} overlap (± 95% CI, "
                f"n={'/'.join(map(str, n))}), so their order is not established; {RECOMMEND}")
         out.append(make_event("high_variance", None, abs(m0 - m1), h0 + h1, msg))
     return out

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from retain.diagnostics import dissimilarity as dis
+from retain.metrics.registry import metrics_of
 
 
 def benchmark_dissimilarity(bench, samples: int = 1000, seed: int = 0) -> dict[str, float]:
@@ -78,8 +79,9 @@ def fraction_rows(records: list[dict[str, Any]], dissim: dict[tuple[float, int],
         if r["status"] != "finished":
             continue
         p = float(r["config"]["benchmark_options"].get("permute_fraction", 1.0))
+        m = metrics_of(r)  # from the accuracy matrix, like every report
         rows.append({"fraction": p, "seed": r["seed"], "strategy": r["strategy"], **dissim[(p, r["seed"])],
-                     "forgetting": r["metrics"].get("forgetting", float("nan")), "avg_acc": r["metrics"]["avg_acc"]})
+                     "forgetting": m.get("forgetting", float("nan")), "avg_acc": m["avg_acc"]})
     return rows
 
 

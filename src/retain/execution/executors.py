@@ -13,13 +13,13 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from retain.config.run import RunConfig
+from retain.config.run import RunConfig, RunSpec, as_spec
 from retain.errors import ConfigError
 from retain.execution.lifetime import Reaper, exit_with
 
 Record = dict[str, Any]
 #: Called by the in-process executor with (config, steps done, steps total, description).
-RunProgress = Callable[[RunConfig, int, int, str], None]
+RunProgress = Callable[[RunSpec, int, int, str], None]
 
 
 def available_cores() -> int:
@@ -36,8 +36,20 @@ def threads_per_run(runs_at_once: int, cores: int | None = None) -> int:
     return max(1, (cores or available_cores()) // max(1, runs_at_once))
 
 
-def _worker_init(threads: int = 1, driver: int | None = None) -> None:
+def plugin_sources(configs: list[RunSpec]) -> tuple:
+    """Every plugin module the runs use (one entry per module), for the workers to load."""
+    from retain.plugins import loaded_files
+
+    found = {src.module: src for src in loaded_files()} | {src.module: src for c in configs for src in c.plugins}
+    return tuple(found[k] for k in sorted(found))
+
+
+def _worker_init(threads: int = 1, driver: int | None = None, plugins: tuple = ()) -> None:
     import torch
+
+    from retain.plugins import ensure
+
+    ensure(plugins)  # the runs' plugin code, before any run needs its names
 
     # Workers split the cores between them: see threads_per_run.
     torch.set_num_threads(threads)
@@ -45,11 +57,11 @@ def _worker_init(threads: int = 1, driver: int | None = None) -> None:
         exit_with(driver)  # a worker outliving its driver would run for nobody
 
 
-def _execute(cfg: RunConfig, study: str, checkpoint_dir: str | None = None) -> Record:
+def _execute(cfg: RunSpec, study: str, checkpoint_dir: str | None = None, loggers: tuple = ()) -> Record:
     from retain.execution.execute import execute
 
     kwargs = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {}
-    return execute(cfg, study=study, **kwargs)
+    return execute(cfg, study=study, loggers=loggers, **kwargs)
 
 
 class InProcess:
@@ -62,10 +74,11 @@ class InProcess:
     name = "in-process"
 
     def __init__(self, progress: RunProgress | None = None, checkpoint_dir: str | None = None,
-                 threads: int = 1):
+                 threads: int = 1, loggers: tuple = ()):
         self.progress, self.checkpoint_dir, self.threads = progress, checkpoint_dir, threads
+        self.loggers = loggers  # LoggerSpecs: each run creates its own loggers (retain.loggers)
 
-    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+    def map(self, configs: list[RunSpec], study: str) -> Iterator[Record]:
         from retain.execution.execute import execute
 
         kwargs = {"checkpoint_dir": self.checkpoint_dir} if self.checkpoint_dir else {}
@@ -76,7 +89,7 @@ class InProcess:
         try:
             for cfg in configs:
                 report = (lambda d, t, s, _c=cfg: self.progress(_c, d, t, s)) if self.progress else None
-                yield execute(cfg, study=study, progress=report, **kwargs)
+                yield execute(cfg, study=study, progress=report, loggers=self.loggers, **kwargs)
         finally:
             torch.set_num_threads(threads)
 
@@ -86,19 +99,20 @@ class ProcessPool:
 
     name = "process pool"
 
-    def __init__(self, workers: int, checkpoint_dir: str | None = None, threads: int = 1):
+    def __init__(self, workers: int, checkpoint_dir: str | None = None, threads: int = 1, loggers: tuple = ()):
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         self.workers, self.checkpoint_dir, self.threads = workers, checkpoint_dir, threads
+        self.loggers = loggers  # picklable specs; the loggers are made in the worker
 
-    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+    def map(self, configs: list[RunSpec], study: str) -> Iterator[Record]:
         ctx = multiprocessing.get_context("forkserver")
         # The fork server imports torch and retain once; each worker forks from it instead of
         # paying that import again (seconds per worker on a busy machine).
         ctx.set_forkserver_preload(["retain.execution.execute", "retain.strategies", "retain.benchmarks"])
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(self.threads, os.getpid())) as pool:
-            pending = {pool.submit(_execute, c, study, self.checkpoint_dir) for c in configs}
+                                 initargs=(self.threads, os.getpid(), plugin_sources(configs))) as pool:
+            pending = {pool.submit(_execute, c, study, self.checkpoint_dir, self.loggers) for c in configs}
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -122,10 +136,12 @@ class Ray:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int = 2, checkpoint_dir: str | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int = 2, checkpoint_dir: str | None = None,
+                 loggers: tuple = ()):
         self.address, self.num_cpus, self.checkpoint_dir = address, num_cpus, checkpoint_dir
+        self.loggers = loggers
 
-    def map(self, configs: list[RunConfig], study: str) -> Iterator[Record]:
+    def map(self, configs: list[RunSpec], study: str) -> Iterator[Record]:
         try:
             import ray
         except ImportError:
@@ -137,7 +153,8 @@ class Ray:
                 kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
                 ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
             remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
-            pending = [remote.remote(c, study, self.checkpoint_dir) for c in configs]
+            plugins = plugin_sources(configs)
+            pending = [remote.remote(c, study, self.checkpoint_dir, self.loggers, plugins) for c in configs]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 yield ray.get(done[0])
@@ -148,31 +165,33 @@ class Ray:
                 reaper.close()
 
 
-def _ray_task(cfg: RunConfig, study: str, checkpoint_dir: str | None) -> Record:
-    _worker_init()
-    return _execute(cfg, study, checkpoint_dir)
+def _ray_task(cfg: RunSpec, study: str, checkpoint_dir: str | None, loggers: tuple = (),
+              plugins: tuple = ()) -> Record:
+    _worker_init(plugins=plugins)
+    return _execute(cfg, study, checkpoint_dir, loggers)
 
 
 def make_executor(backend: str = "local", workers: int = 1, address: str | None = None,
                   progress: RunProgress | None = None, checkpoint_dir: str | None = None,
-                  threads: int | None = None):
+                  threads: int | None = None, loggers: tuple = ()):
     """``local`` with 1 worker runs in-process; with more, a process pool; ``ray`` uses Ray
     (a local Ray gets ``max(workers, 2)`` CPUs when no ``address`` is given). ``threads``: torch
-    threads per run (default: the cores shared by the runs at once, see threads_per_run)."""
+    threads per run (default: the cores shared by the runs at once, see threads_per_run).
+    ``loggers``: :class:`retain.loggers.LoggerSpec` s, made into loggers where each run executes."""
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if backend == "ray":
-        return Ray(address=address, num_cpus=max(workers, 2), checkpoint_dir=checkpoint_dir)
+        return Ray(address=address, num_cpus=max(workers, 2), checkpoint_dir=checkpoint_dir, loggers=loggers)
     if backend != "local":
         raise ConfigError(f"--backend must be 'local' or 'ray', got {backend!r}")
     if address:
         raise ConfigError("--address is for --backend ray")
     threads = threads or threads_per_run(workers)
     if workers == 1:
-        return InProcess(progress, checkpoint_dir, threads)
-    return ProcessPool(workers, checkpoint_dir, threads)
+        return InProcess(progress, checkpoint_dir, threads, loggers)
+    return ProcessPool(workers, checkpoint_dir, threads, loggers)
 
 
 @dataclass
@@ -184,21 +203,22 @@ class StudyOutcome:
     ran: int
 
 
-def run_study(configs: list[RunConfig], store, executor, *, study: str = "",
+def run_study(configs: list[RunSpec | RunConfig], store, executor, *, study: str = "",
               extra: dict[str, Any] | None = None,
               on_record: Callable[[Record], None] | None = None) -> StudyOutcome:
     """Run the configs not yet finished in ``store`` on ``executor``; save each record as it
     arrives (one transaction per run, so a kill loses at most the runs in flight).
 
     ``extra`` is merged into each new record's ``extra`` (the command that reproduces it)."""
-    done = {r["run_key"]: r for r in store.runs(run_key=[c.key() for c in configs])} if configs else {}
-    todo = [c for c in configs if c.key() not in done]
+    configs = [as_spec(c) for c in configs]  # RunConfigs from the Python API are resolved here, once
+    done = {r.run_key: r for r in store.runs(run_key=[c.key for c in configs])} if configs else {}
+    todo = [c for c in configs if c.key not in done]
     by_key = dict(done)
     for rec in executor.map(todo, study):
-        rec["extra"] = {**(rec.get("extra") or {}), **(extra or {})}
+        rec.extra = {**(rec.extra or {}), **(extra or {})}
         store.save_run(rec)
-        by_key[rec["run_key"]] = rec
+        by_key[rec.run_key] = rec
         if on_record:
             on_record(rec)
-    records = [by_key[c.key()] for c in configs if c.key() in by_key]
+    records = [by_key[c.key] for c in configs if c.key in by_key]
     return StudyOutcome(records, reused=len(done), ran=len(todo))

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from retain.config.run import RunConfig
+from retain.config.run import RunSpec
 from retain.execution.executors import Record, StudyOutcome, available_cores, make_executor, run_study
 
 
-def _label(cfg: RunConfig) -> str:
+def _label(cfg: RunSpec) -> str:
     return f"{cfg.strategy} seed {cfg.seed} order {cfg.order}"
 
 
@@ -23,14 +23,15 @@ def auto_workers(runs: int, backend: str = "local") -> int:
 
 def run_with_progress(study, store, *, backend: str = "local", workers: int | None = None,
                       address: str | None = None, quiet: bool = False, checkpoint_dir: str | None = None,
-                      threads: int | None = None, extra: dict[str, Any] | None = None) -> StudyOutcome:
+                      threads: int | None = None, extra: dict[str, Any] | None = None,
+                      loggers: tuple = ()) -> StudyOutcome:
     """Run ``study`` (a :class:`retain.config.study_file.Study`) into ``store`` and show its progress.
 
     ``workers=None`` sizes the process pool to the cores (one run left: in this process, on
     every core); ``threads=None`` gives each run the cores the concurrent runs leave free."""
     from retain.cli.console import console, make_progress
 
-    keys = [c.key() for c in study.configs]
+    keys = [c.key for c in study.configs]
     already = len(store.runs(run_key=keys)) if keys else 0
     if already:
         console.print(f"{already} of {len(keys)} runs already finished in {store.path}; running the rest")
@@ -41,7 +42,7 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
         overall = bar.add_task(f"study {study.name}".strip(), total=len(keys), completed=already)
         current: dict[str, Any] = {}
 
-        def on_step(cfg: RunConfig, done: int, total: int, desc: str) -> None:
+        def on_step(cfg: RunSpec, done: int, total: int, desc: str) -> None:
             if current.get("key") != id(cfg):
                 if "task" in current:
                     bar.remove_task(current["task"])
@@ -55,5 +56,5 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
             bar.advance(overall)
 
         executor = make_executor(backend, workers, address, progress=on_step, checkpoint_dir=checkpoint_dir,
-                                 threads=threads)
+                                 threads=threads, loggers=loggers)
         return run_study(study.configs, store, executor, study=study.name, extra=extra, on_record=on_record)

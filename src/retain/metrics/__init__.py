@@ -1,2 +1,3 @@
-"""Metrics of the accuracy matrix (matrix.py): pure functions, computed again from the stored
-matrices whenever a report is made."""
+"""Metrics of the accuracy matrix: pure functions (matrix.py), registered by name
+(registry.py, plugins included) and computed again from the stored matrices whenever a report
+is made."""

@@ -152,9 +152,11 @@ class Plasticity:
             self.wsc.prev, self.wsc.resets = state["wsc"]["prev"], state["wsc"]["resets"]
 
 
-def make_plasticity(options: dict[str, Any] | None, strategy: Any, seed: int = 0) -> Plasticity | None:
-    """The fixes driver for a run, or None when no fix is enabled (the loop then does nothing)."""
-    cfg = PlasticityConfig.from_dict(options)
+def make_plasticity(options: PlasticityConfig | dict[str, Any] | None, strategy: Any,
+                    seed: int = 0) -> Plasticity | None:
+    """The fixes driver for a run, or None when no fix is enabled (the loop then does nothing).
+    A dict is checked first; a PlasticityConfig is taken as resolved."""
+    cfg = options if isinstance(options, PlasticityConfig) else PlasticityConfig.from_dict(options)
     return Plasticity(cfg, strategy, seed) if cfg.enabled else None
 
 

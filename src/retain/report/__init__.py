@@ -72,7 +72,7 @@ def write_report(store, out: str | Path, *, run_keys=None, study=None, benchmark
         except ImportError:
             raise ConfigError("reports need matplotlib: pip install 'retain[report]'") from None
         failed = [r for r in store.runs(status="failed", study=study, benchmark=benchmark, strategy=strategy)
-                  if run_keys is None or r["run_key"] in set(run_keys)]
+                  if run_keys is None or r.run_key in set(run_keys)]
         blocks = build_report(store, runs, out, title=title, failed=failed)
         if "markdown" in formats:
             paths["markdown"] = out / "report.md"

@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from retain.diagnostics.run_events import events_of
 from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL
+from retain.metrics.registry import BUILTIN, METRICS
 from retain.report import plots, tables
 from retain.report.data import Group, group_runs
 from retain.report.document import Block, Bullets, Code, Heading, Image, Para
@@ -23,15 +25,26 @@ NOTES = ("± is the half-width of the 95% Student-t confidence interval over the
          "load. Peak memory is the peak resident memory of each run.")
 
 
+def metric_notes() -> list[Block]:
+    """What each metric not built into retain (a plugin's, or one registered by the user) means,
+    from its registration: the built-ins are described in :data:`NOTES`."""
+    others = [m for m in METRICS.in_order() if m.name not in BUILTIN]
+    if not others:
+        return []
+    return [Para("Other metrics, computed from the stored accuracy matrices like the rest:"),
+            Bullets([f"{m.title}: {m.description}" for m in others])]
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower()
 
 
 def _diagnostics(store, groups: list[Group], failed: list[dict[str, Any]]) -> list[Block]:
-    events = {r["id"]: store.events(r["id"]) for g in groups for r in g.runs}
+    # Sudden forgetting from the stored matrices, the events that need activations as stored.
+    events = {r.id: events_of(r, store.events(r.id)) for g in groups for r in g.runs}
     blocks: list[Block] = [Heading("Diagnostics", 3)]
     table = tables.diagnostics_table(groups, events)
-    blocks.append(table if table else Para("No warnings: the probes recorded no events for these runs."))
+    blocks.append(table if table else Para("No warnings: no events for these runs."))
     if failed:
         blocks.append(Para(f"{len(failed)} run(s) failed and are not in the tables:"))
         blocks.append(Bullets([f"{r['strategy']} seed {r['seed']} order {r['config'].get('order', 0)}: "
@@ -43,20 +56,21 @@ def benchmark_section(store, benchmark: str, groups: list[Group], out: Path,
                       failed: list[dict[str, Any]], styles: dict[str, tuple[str, str]]) -> list[Block]:
     blocks: list[Block] = [Heading(f"Benchmark: {benchmark}"), Heading("Setup", 3), tables.setup_table(groups),
                            Heading("Results", 3), tables.results_table(groups), Para(NOTES),
-                           Heading("Comparison", 3), tables.comparison_table(groups), Heading("Plots", 3)]
+                           *metric_notes(), Heading("Comparison", 3), tables.comparison_table(groups),
+                           Heading("Plots", 3)]
     for suffix, caption, draw in plots.FIGURES:
         rel = Path("plots") / f"{_slug(benchmark)}-{suffix}.png"
         draw(groups, out / rel, styles)
         blocks.append(Image(rel.as_posix(), caption))
-    return blocks + _diagnostics(store, groups, [r for r in failed if r["benchmark"] == benchmark])
+    return blocks + _diagnostics(store, groups, [r for r in failed if r.benchmark == benchmark])
 
 
 def build_report(store, runs: list[dict[str, Any]], out: Path, *, title: str = "",
                  failed: list[dict[str, Any]] | None = None) -> list[Block]:
     """Every block of the report on ``runs``; writes the plots under ``out/plots``."""
     by_bench = group_runs(runs)
-    title = title or ", ".join(sorted({r["study"] for r in runs} - {""}))
-    revisions = sorted({r["revision"] for r in runs})
+    title = title or ", ".join(sorted({r.study for r in runs} - {""}))
+    revisions = sorted({r.revision for r in runs})
     blocks: list[Block] = [Heading(f"retain report{': ' + title if title else ''}", 1),
                            Para(f"{len(runs)} finished runs on {len(by_bench)} benchmark(s), "
                                 f"{len({r['strategy'] for r in runs})} strategies; retain "

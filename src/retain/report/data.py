@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from retain.metrics.matrix import average_accuracy_curve, confidence_interval
+from retain.metrics.registry import metrics_of
+from retain.store.record import RunRecord
 
 #: Settings a strategy must share with naive for naive to be its reference.
 _SAME_SETUP = ("tasks", "scenario", "backbone", "hidden", "epochs", "task_free")
@@ -26,25 +28,33 @@ class Group:
     config: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""
+    _metrics: list[dict[str, float]] = field(default_factory=list, repr=False, compare=False)
+
+    def metrics(self) -> list[dict[str, float]]:
+        """Each run's registered metrics, computed from its stored accuracy matrix and baseline
+        (once: the group's runs are complete when a report asks)."""
+        if len(self._metrics) != len(self.runs):
+            self._metrics = [metrics_of(r) for r in self.runs]
+        return self._metrics
 
     def values(self, name: str) -> list[float]:
         """One value per run: a metric name, or wall_seconds / train_seconds / peak_mem_mb /
         trainable_params."""
         if name in ("wall_seconds", "train_seconds", "peak_mem_mb", "trainable_params"):
             return [float(r[name]) for r in self.runs if r.get(name) is not None]
-        return [float(r["metrics"][name]) for r in self.runs if name in (r.get("metrics") or {})]
+        return [m[name] for m in self.metrics() if name in m]
 
     def ci(self, name: str) -> tuple[float, float] | None:
         v = self.values(name)
         return confidence_interval(v) if v else None
 
     def has(self, name: str) -> bool:
-        """Whether any run recorded metric ``name`` (a joint run records only ``avg_acc``)."""
+        """Whether any run has metric ``name`` (a joint run has only ``avg_acc``)."""
         return bool(self.values(name))
 
     def matrix_runs(self) -> list[dict[str, Any]]:
         """Runs with a square accuracy matrix of the group's usual size: the ones trained task by task."""
-        shapes = [_shape(r["acc_matrix"]) for r in self.runs]
+        shapes = [_shape(r.acc_matrix) for r in self.runs]
         square = [s for s in shapes if s[0] == s[1] > 0]
         if not square or not self.has("forgetting"):  # a final-only method: its matrix has no history
             return []
@@ -53,16 +63,16 @@ class Group:
 
     def mean_matrix(self) -> np.ndarray | None:
         runs = self.matrix_runs()
-        return np.mean([np.array(r["acc_matrix"]) for r in runs], axis=0) if runs else None
+        return np.mean([np.array(r.acc_matrix) for r in runs], axis=0) if runs else None
 
     def curves(self) -> np.ndarray | None:
         """Average accuracy after each task, one row per run (None for a final-only method)."""
         runs = self.matrix_runs()
-        return np.array([average_accuracy_curve(r["acc_matrix"]) for r in runs]) if runs else None
+        return np.array([average_accuracy_curve(r.acc_matrix) for r in runs]) if runs else None
 
     def num_tasks(self) -> list[int]:
         """The number of tasks of each run: its matrix's width, or the configured count."""
-        return sorted({len(r["acc_matrix"][-1]) if r["acc_matrix"] else int(r["config"].get("tasks") or 0)
+        return sorted({len(r.acc_matrix[-1]) if r.acc_matrix else int(r.config.get("tasks") or 0)
                        for r in self.runs})
 
 
@@ -71,22 +81,17 @@ def _shape(R) -> tuple[int, int]:
     return (len(R), widths.pop()) if len(widths) == 1 else (len(R or []), -1)
 
 
-def select_runs(store, *, run_keys=None, study=None, benchmark=None, strategy=None) -> list[dict[str, Any]]:
+def select_runs(store, *, run_keys=None, study=None, benchmark=None, strategy=None) -> list[RunRecord]:
     """Finished runs matching every filter given (None: no filter)."""
     runs = store.runs(study=study, benchmark=benchmark, strategy=strategy)
     if run_keys is not None:
         keys = set(run_keys)
-        runs = [r for r in runs if r["run_key"] in keys]
-    # Training time alone (no data loading, model building or evaluation): the fair compute
-    # cost, since a worker's first run also pays the process's warm-up in its wall time.
-    train = dict(store.conn.execute("SELECT run_id, SUM(train_seconds) FROM task_times GROUP BY run_id"))
-    for r in runs:
-        r["train_seconds"] = train.get(r["id"])
+        runs = [r for r in runs if r.run_key in keys]
     return runs
 
 
 def _signature(run: dict[str, Any]) -> str:
-    cfg = {k: v for k, v in run["config"].items() if k not in ("seed", "order")}
+    cfg = {k: v for k, v in run.config.items() if k not in ("seed", "order")}
     return json.dumps(cfg, sort_keys=True, default=str)
 
 
@@ -102,7 +107,7 @@ def group_runs(runs: list[dict[str, Any]]) -> dict[str, list[Group]]:
     for r in runs:
         sig = f"{r['benchmark']}|{_signature(r)}"
         if sig not in groups:
-            groups[sig] = Group(r["benchmark"], r["strategy"], r["config"])
+            groups[sig] = Group(r.benchmark, r.strategy, r.config)
         groups[sig].runs.append(r)
     by_bench: dict[str, list[Group]] = defaultdict(list)
     for g in groups.values():
@@ -140,11 +145,11 @@ _EMBEDDED = ("retain.benchmarks.synthetic", "retain.benchmarks.digits")
 def scenario_of(run: dict[str, Any]) -> str:
     """The scenario the run was evaluated in: the configured one, the one recorded with the run,
     or the benchmark's default (declared in the registry, else read off an embedded benchmark)."""
-    cfg = run["config"]
+    cfg = run.config
     known = cfg.get("scenario") or (run.get("extra") or {}).get("scenario")
     if known:
         return str(known)
-    return _default_scenario(run["benchmark"], cfg.get("tasks"), json.dumps(cfg.get("benchmark_options") or {},
+    return _default_scenario(run.benchmark, cfg.get("tasks"), json.dumps(cfg.get("benchmark_options") or {},
                                                                               sort_keys=True))
 
 

@@ -10,7 +10,7 @@ import io
 
 from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL, confidence_interval
 from retain.report.data import Group
-from retain.report.tables import MEASURES, params_of
+from retain.report.tables import measures, params_of
 
 
 def _number(x: float, digits: int) -> str:
@@ -21,12 +21,13 @@ def results_csv(by_bench: dict[str, list[Group]]) -> str:
     """One row per benchmark and method; per measure ``<key>_mean`` and ``<key>_ci95``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    stats = [f"{m.key}_{s}" for m in MEASURES for s in ("mean", "ci95")]
+    columns = measures()
+    stats = [f"{m.key}_{s}" for m in columns for s in ("mean", "ci95")]
     w.writerow(["benchmark", "method", "strategy", "runs", *stats, "trainable_params"])
     for bench, groups in by_bench.items():
         for g in groups:
             cells = []
-            for m in MEASURES:
+            for m in columns:
                 v = m.values(g, groups)
                 mean, half = confidence_interval(v) if v else (None, None)
                 cells += [_number(mean, m.digits) if v else "",
@@ -56,8 +57,9 @@ def _latex_cell(values: list[float], digits: int) -> str:
 def results_latex(by_bench: dict[str, list[Group]]) -> str:
     """A booktabs ``table`` per benchmark, one row per method."""
     out = ["% retain results; needs \\usepackage{booktabs}. +/- is the 95% Student-t CI half-width over runs."]
+    columns = measures()
     for bench, groups in by_bench.items():
-        header = ["Method", "Runs"] + [latex_escape(m.title) for m in MEASURES] + ["Trainable params"]
+        header = ["Method", "Runs"] + [latex_escape(m.title) for m in columns] + ["Trainable params"]
         out += ["\\begin{table}[t]", "\\centering",
                 f"\\caption{{Results on {latex_escape(bench)}: mean $\\pm$ half-width of the 95\\% Student-$t$ "
                 f"confidence interval over runs (mean and $n$ only under {MIN_RUNS_FOR_INTERVAL} runs).}}",
@@ -66,7 +68,7 @@ def results_latex(by_bench: dict[str, list[Group]]) -> str:
                 " & ".join(header) + " \\\\", "\\midrule"]
         for g in groups:
             cells = [latex_escape(g.label), str(len(g.runs))]
-            cells += [_latex_cell(m.values(g, groups), m.digits) for m in MEASURES]
+            cells += [_latex_cell(m.values(g, groups), m.digits) for m in columns]
             cells.append(latex_escape(params_of(g)).replace(",", "{,}"))
             out.append(" & ".join(cells) + " \\\\")
         out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]

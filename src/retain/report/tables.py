@@ -1,6 +1,8 @@
 """The report's tables, built from the store's runs. ``±`` is the half-width of the 95% Student-t
 confidence interval over a group's runs (seeds and task orders); under
-:data:`~retain.metrics.matrix.MIN_RUNS_FOR_INTERVAL` runs a cell shows the mean and n only."""
+:data:`~retain.metrics.matrix.MIN_RUNS_FOR_INTERVAL` runs a cell shows the mean and n only. The
+metric columns are every metric registered when the table is made
+(:mod:`retain.metrics.registry`), computed from the stored accuracy matrices."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from retain.metrics.matrix import format_mean_ci
+from retain.metrics.registry import METRICS, Metric
+from retain.report import descriptions
 from retain.report.data import Group, reference, scenario_of
-from retain.report.descriptions import complexity, summary
 from retain.report.document import Table
 
 #: Said by every header whose cells may hold an interval.
@@ -50,17 +53,24 @@ def reduction_values(g: Group, groups: list[Group]) -> list[float]:
 
 
 REDUCTION = Measure("forgetting_reduction_pct", "forgetting reduction vs naive %", 1, reduction_values)
-MEASURES = (
-    Measure("avg_acc_pct", "avg acc %", 1, _metric("avg_acc", 100.0)),
-    Measure("forgetting_pct", "forgetting %", 1, _metric("forgetting", 100.0)),
-    Measure("bwt_pct", "BWT %", 1, _metric("bwt", 100.0)),
-    Measure("fwt_pct", "FWT %", 1, _metric("fwt", 100.0)),
-    Measure("learning_acc_pct", "learning acc %", 1, _metric("learning_acc", 100.0)),
+#: The columns after the metrics: what a method saves against naive, and what it costs.
+COSTS = (
     REDUCTION,
     Measure("train_s", "train time s", 2, _metric("train_seconds")),
     Measure("wall_s", "wall time s", 2, _metric("wall_seconds")),
     Measure("peak_mem_mb_per_run", "peak memory MB (per run)", 0, _metric("peak_mem_mb")),
 )
+
+
+def metric_measure(m: Metric) -> Measure:
+    """The column of a registered metric: ``avg_acc_pct`` / ``avg acc %`` for a percentage."""
+    return Measure(m.key, m.title, m.digits, _metric(m.name, m.scale))
+
+
+def measures() -> tuple[Measure, ...]:
+    """The results table's columns: every registered metric in registration order (the built-ins
+    first), then :data:`COSTS`."""
+    return tuple(metric_measure(m) for m in METRICS.in_order()) + COSTS
 
 
 def params_of(g: Group) -> str:
@@ -84,20 +94,21 @@ def setup_table(groups: list[Group]) -> Table:
         backbone = c.get("backbone", "?") + (f" {'-'.join(map(str, c['hidden']))}"
                                               if c.get("backbone") == "mlp" and c.get("hidden") else "")
         rows.append([g.label, scenario_of(g.runs[0]), "/".join(map(str, g.num_tasks())), backbone, _budget(c),
-                     ", ".join(map(str, sorted({r["seed"] for r in g.runs}))),
-                     ", ".join(map(str, sorted({r["config"].get("order", 0) for r in g.runs}))), str(len(g.runs))])
+                     ", ".join(map(str, sorted({r.seed for r in g.runs}))),
+                     ", ".join(map(str, sorted({r.config.get("order", 0) for r in g.runs}))), str(len(g.runs))])
     return Table(["method", "scenario", "tasks", "backbone", "budget", "seeds", "orders", "runs"], rows,
                  ["l", "l", "r", "l", "l", "l", "l", "r"])
 
 
 def results_table(groups: list[Group]) -> Table:
+    columns = measures()
     rows = []
     for g in groups:
-        cells = [format_mean_ci(m.values(g, groups), scale=1.0, digits=m.digits) for m in MEASURES]
+        cells = [format_mean_ci(m.values(g, groups), scale=1.0, digits=m.digits) for m in columns]
         if reference(g, groups) is g:
-            cells[MEASURES.index(REDUCTION)] = "reference"
+            cells[columns.index(REDUCTION)] = "reference"
         rows.append([g.label, str(len(g.runs)), *cells, params_of(g)])
-    return Table(["method", "runs"] + [with_ci(m.title) for m in MEASURES] + ["trainable params"], rows)
+    return Table(["method", "runs"] + [with_ci(m.title) for m in columns] + ["trainable params"], rows)
 
 
 def cost_ratio(g: Group, groups: list[Group]) -> float | None:
@@ -114,7 +125,8 @@ def comparison_table(groups: list[Group]) -> Table:
     for g in groups:
         red, cost = reduction_values(g, groups), cost_ratio(g, groups)
         rows.append([g.label, "reference" if reference(g, groups) is g else format_mean_ci(red, scale=1.0),
-                     f"{cost:.2f}x" if cost else "—", summary(g.strategy), complexity(g.strategy)])
+                     f"{cost:.2f}x" if cost else "—", descriptions.summary(g.strategy),
+                     descriptions.cost(g.strategy)])
     return Table(["method", with_ci("forgetting reduction %"), "compute cost (train time vs naive)", "what it does",
                   "memory and compute"], rows, ["l", "r", "r", "l", "l"])
 
@@ -135,9 +147,9 @@ def diagnostics_table(groups: list[Group], events: dict[int, list[dict[str, Any]
     seen: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"runs": set(), "tasks": set(), "msg": ""})
     for g in groups:
         for r in g.runs:
-            for e in events.get(r["id"], []):
+            for e in events.get(r.id, []):
                 row = seen[(g.label, e["kind"])]
-                row["runs"].add(r["id"])
+                row["runs"].add(r.id)
                 if e.get("task") is not None:
                     row["tasks"].add(int(e["task"]) + 1)  # stored 0-based, shown as people count
                 row["msg"] = row["msg"] or e["message"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from retain.errors import ConfigError
 from retain.metrics.matrix import average_accuracy_curve
+from retain.metrics.registry import metrics_of
 
 
 def _writer(logdir: Path):
@@ -33,15 +34,15 @@ def export(runs: list[dict[str, Any]], root: str | Path) -> list[Path]:
         logdir = root / run_dir(run)
         w = _writer(logdir)
         try:
-            R = run["acc_matrix"]
+            R = run.acc_matrix
             for i, row in enumerate(R, start=1):
                 for j, value in enumerate(row, start=1):
                     w.add_scalar(f"accuracy/task_{j}", value, global_step=i)
             for i, value in enumerate(average_accuracy_curve(R) if R else [], start=1):
                 w.add_scalar("accuracy/average_seen", value, global_step=i)
-            for name, value in (run.get("metrics") or {}).items():
+            for name, value in metrics_of(run).items():  # every registered metric, from the matrix
                 w.add_scalar(f"final/{name}", value, global_step=len(R))
-            w.add_text("config", "```\n" + json.dumps(run["config"], indent=1, sort_keys=True) + "\n```")
+            w.add_text("config", "```\n" + json.dumps(run.config, indent=1, sort_keys=True) + "\n```")
         finally:
             w.close()
         dirs.append(logdir)

@@ -20,6 +20,7 @@ from typing import Any
 from retain.errors import StoreError
 from retain.store import lock
 from retain.store.files import NEW, connect_readonly, inspect
+from retain.store.record import RunRecord
 
 SCHEMA_VERSION = 1
 #: Most values one IN (...) binds; SQLite before 3.32 allows 999 variables a statement.
@@ -136,11 +137,12 @@ class Store:
     def finished_keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT run_key FROM runs WHERE status = 'finished'")}
 
-    def save_run(self, record: dict[str, Any]) -> int:
+    def save_run(self, record: RunRecord | dict[str, Any]) -> int:
         """Write one run (finished or failed) and all its rows in a single transaction.
 
         A finished run whose key is already finished in the store (another writer recorded it
         meanwhile) is not written again: its id is returned."""
+        record = RunRecord.from_mapping(record)
         cols = ("run_key", "study", "benchmark", "strategy", "seed", "task_order", "config", "versions",
                 "revision", "status", "error", "started_at", "finished_at", "wall_seconds", "peak_mem_mb",
                 "trainable_params", "baseline", "metrics", "extra")
@@ -173,14 +175,14 @@ class Store:
         return run_id
 
     # ---- reading ------------------------------------------------------------------------------
-    def runs(self, *, status: str | None = "finished", **where: Any) -> list[dict[str, Any]]:
-        """Runs as dicts (JSON columns decoded, accuracy matrix attached), oldest first."""
+    def runs(self, *, status: str | None = "finished", **where: Any) -> list[RunRecord]:
+        """Runs as records (JSON columns decoded, accuracy matrix attached), oldest first."""
         for col, val in where.items():  # SQLite binds at most a few thousand variables: long lists in chunks
             if isinstance(val, (list, tuple, set)) and len(val) > _CHUNK:
                 vals = list(val)
                 out = [r for i in range(0, len(vals), _CHUNK)
                        for r in self.runs(status=status, **{**where, col: vals[i: i + _CHUNK]})]
-                return sorted(out, key=lambda r: r["id"])
+                return sorted(out, key=lambda r: r.id)
         clauses, args = [], []
         if status:
             clauses.append("status = ?")
@@ -201,7 +203,11 @@ class Store:
                 if r[c] is not None:
                     r[c] = json.loads(r[c])
             r["acc_matrix"] = self.acc_matrix(r["id"])
-            out.append(r)
+            times = self.conn.execute("SELECT train_seconds, eval_seconds, loss FROM task_times WHERE run_id = ? "
+                                      "ORDER BY task", (r["id"],)).fetchall()
+            r["task_seconds"], r["eval_seconds"], r["losses"] = ([list(c) for c in zip(*times)] if times
+                                                                 else ([], [], []))
+            out.append(RunRecord.from_mapping(r))
         return out
 
     def acc_matrix(self, run_id: int) -> list[list[float]]:

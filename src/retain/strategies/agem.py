@@ -36,6 +36,8 @@ def project(grad: Tensor, ref: Tensor) -> tuple[Tensor, Tensor]:
 class AGEM(ReplayStrategy):
     """Project the current gradient when it conflicts with the memory's reference gradient."""
 
+    cost = "a reservoir buffer; one extra gradient on a buffer batch and a projection per step"
+
     accepts_regularisers = True
 
     def _params(self) -> list[torch.nn.Parameter]:

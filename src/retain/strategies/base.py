@@ -50,6 +50,11 @@ class Strategy:
     #: the sum to :meth:`step` (or :meth:`backward` and :meth:`after_update`), so regularisers can
     #: be added to it by name (``er+ewc``, :mod:`retain.strategies.compose`).
     accepts_regularisers: ClassVar[bool] = False
+    #: What the method does, in one sentence, for the report's comparison table; when a class
+    #: leaves it empty its own docstring's first paragraph is used.
+    description: ClassVar[str] = ""
+    #: What it costs in memory and compute beyond naive fine-tuning, for the same table.
+    cost: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, config: StrategyConfig, *, make_optimizer: OptimizerFactory,
                  num_classes: int, device: torch.device | str = "cpu"):
@@ -61,6 +66,12 @@ class Strategy:
         self.optimizer = make_optimizer(p for p in model.parameters() if p.requires_grad)
         self.task = -1
         self.augment: Callable[[Tensor], Tensor] | None = None  # set by the loop before each task
+
+    @classmethod
+    def check_benchmark(cls, config: StrategyConfig, benchmark: Any, run: Any) -> None:
+        """Refuse, before any run, a configuration that cannot work on the built ``benchmark``
+        (raise ConfigError); ``run`` is the resolved run, for its names. Only the strategy knows
+        its own hyperparameters, so this check is its own (a replay buffer larger than the data)."""
 
     # ---- hooks -------------------------------------------------------------------------------
     def begin_task(self, experience: Experience) -> None:

@@ -16,7 +16,7 @@ part's values.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 from retain.errors import ConfigError
 from retain.strategies.base import STRATEGIES, Strategy, register_strategy
@@ -28,14 +28,15 @@ SEPARATOR = "+"
 
 class Composite(Regularised):
     """A base strategy with regularisers added by name. Subclasses are built by :func:`compose`,
-    which sets ``parts`` to the regularisation methods added, in order."""
+    which sets ``components`` to the strategy classes of the parts, the base first (the plugin
+    machinery hashes the source of each: retain.plugins.sources_of)."""
 
     regulariser = None
-    parts: tuple[type[Regularised], ...] = ()
+    components: ClassVar[tuple[type[Strategy], ...]] = ()
 
     def make_regularisers(self, config: StrategyConfig) -> dict[str, Regulariser]:
         out = {}
-        for cls in self.parts:
+        for cls in self.components[1:]:
             own = cls.Config(**{f.name: getattr(config, f.name) for f, _ in cls.Config.fields()})
             out[cls.name] = cls.regulariser(self.model, own)
         return out
@@ -139,9 +140,10 @@ def compose(name: str) -> type[Strategy]:
     families = [base.family] + [cls.family for _, cls in adds]
     namespace = {
         "__doc__": _doc(parts),
+        "cost": "; ".join(f"{p}: {vars(cls).get('cost') or '-'}" for p, cls in parts),
         "__module__": __name__,
         "Config": merged_config(name, parts),
-        "parts": tuple(cls for _, cls in adds),
+        "components": tuple(cls for _, cls in parts),
         # Advice follows the base (a replay method); naive+ewc is a regularisation method.
         "family": base.family if base.family != "bound" else families[1],
         "needs_boundaries": any(cls.needs_boundaries for _, cls in parts),

@@ -12,6 +12,8 @@ from retain.strategies.base import Strategy, register_strategy
 class Cumulative(Strategy):
     """Continue training on all data seen so far, shuffled together (needs task boundaries)."""
 
+    cost = "keeps every task's data; the data trained on (and the compute) grows with every task"
+
     family = "bound"
     needs_boundaries = True
     accepts_regularisers = True

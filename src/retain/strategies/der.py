@@ -36,6 +36,10 @@ class DER(ReplayStrategy):
 
     DER has no ``beta``: a shared ``--beta`` flag must never turn DER into DER++ (``derpp``)."""
 
+    description = ("Dark experience replay: replayed samples' logits are pulled towards the logits stored with "
+                   "them (MSE)")
+    cost = "a buffer of samples with their logits; one extra forward on a buffer batch per step"
+
     Config = DERConfig
     accepts_regularisers = True
 

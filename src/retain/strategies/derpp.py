@@ -23,4 +23,6 @@ class DERppConfig(DERConfig):
 class DERpp(DER):
     """DER with a second buffer draw trained on its labels (``beta > 0``)."""
 
+    cost = "a buffer of samples with their logits; two extra forwards on buffer batches per step"
+
     Config = DERppConfig

@@ -52,6 +52,18 @@ class ReplayStrategy(Strategy):
         kind = ClassBalancedBuffer if config.buffer_kind == "class-balanced" else ReservoirBuffer
         self.buffer = kind(config.buffer_size)
 
+    @classmethod
+    def check_benchmark(cls, config: ReplayConfig, benchmark, run) -> None:
+        """A buffer larger than all of the benchmark's training data could never fill: usually a
+        size meant for a bigger benchmark."""
+        total = sum(e.num_train for e in benchmark.experiences)
+        if config.buffer_size > total:
+            from retain.errors import ConfigError
+
+            raise ConfigError(f"{run.strategy}: buffer-size {config.buffer_size} is larger than all the training "
+                              f"data of {run.benchmark} ({total} samples in {len(benchmark.experiences)} tasks); "
+                              f"expected at most {total}")
+
     def replay(self, k: int) -> ReplayBatch:
         """``k`` buffer items, their inputs augmented afresh when the benchmark augments."""
         batch = self.buffer.sample(k)
@@ -78,6 +90,8 @@ class ReplayStrategy(Strategy):
 @register_strategy("er")
 class ER(ReplayStrategy):
     """Experience replay: CE over [current batch; buffer batch], then reservoir insertion."""
+
+    cost = "a reservoir buffer of past samples; one extra forward/backward on a buffer batch per step"
 
     accepts_regularisers = True  # a regulariser's term sees the current batch's rows (er+ewc)
 

@@ -90,6 +90,9 @@ class EWC(Regularised):
     The diagonal Fisher information is computed at the end of each task (``online``: one running
     Fisher and one anchor)."""
 
+    cost = ("stores a parameter copy and a diagonal Fisher per task (online: one of each); one extra pass over "
+            "the data at each task's end")
+
     Config = EWCConfig
     regulariser = EWCPenalty
     needs_boundaries = True  # the Fisher and the anchor are taken at task end

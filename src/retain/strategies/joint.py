@@ -19,6 +19,8 @@ from retain.strategies.base import Strategy, register_strategy
 class Joint(Strategy):
     """Re-initialise at the last task and train once on all tasks' data (needs task boundaries)."""
 
+    cost = "all tasks' data at once, one training from scratch on their union"
+
     family = "bound"
     needs_boundaries = True
     trains_once = True

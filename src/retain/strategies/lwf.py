@@ -90,6 +90,8 @@ class LwF(Regularised):
     would be T^2 times weaker (4x at the default T = 2): divide ``lwf_alpha`` by T^2 to compare
     with implementations that leave it out."""
 
+    cost = "a frozen copy of the previous model; one extra forward pass per batch, no data kept"
+
     Config = LwFConfig
     regulariser = LwFDistillation
     needs_boundaries = True  # the teacher is the model as it was at the last task end

@@ -7,5 +7,7 @@ from retain.strategies.base import Strategy, register_strategy
 class Naive(Strategy):
     """Fine-tune on each task in turn with no protection against forgetting (the lower bound)."""
 
+    cost = "no extra memory or compute"
+
     family = "bound"
     accepts_regularisers = True  # naive+ewc is EWC: the base of any regulariser alone

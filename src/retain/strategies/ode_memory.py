@@ -40,6 +40,11 @@ class ODEMemory(ER):
 
     Only the network differs from ER: ``observe`` is ER's, on the wrapped model."""
 
+    description = ("Experimental: a Neural-ODE block and cross-attention over a memory of past features, "
+                   "trained with replay like ER")
+    cost = ("ER's buffer and step, plus an ODE block (RK4 steps per forward) and attention over memory slots "
+            "drawn from the buffer")
+
     experimental = True
     # Its network reads the strategy's buffer during the forward pass: a regulariser that copies
     # the model (LwF) or vmaps over it (EWC's Fisher) would copy or trace that too.

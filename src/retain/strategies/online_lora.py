@@ -122,6 +122,9 @@ def lora_parameters(model: nn.Module) -> dict[str, Tensor]:
 class OnlineLoRA(Strategy):
     """Frozen base + LoRA adapters + trained head; consolidates adapters at loss plateaus."""
 
+    cost = ("adapters and a head to train on a frozen base; a hard buffer of a few high-loss samples replayed "
+            "every step; at each loss plateau, importance on that buffer, a merge and a fresh adapter")
+
     family = "adapter"
     # The paper trains with Adam; with plain SGD at lr 0.1 the shared head drifts and runs diverge.
     run_defaults = {"optimizer": "adam", "lr": 1e-3}

@@ -95,6 +95,8 @@ class SIPenalty(Regulariser):
 class SI(Regularised):
     """Cross-entropy plus a quadratic penalty weighted by each parameter's path-integral importance."""
 
+    cost = "3 parameter-sized tensors, updated at every step"
+
     Config = SIConfig
     regulariser = SIPenalty
     needs_boundaries = True  # importance is consolidated and the anchor moves at task end

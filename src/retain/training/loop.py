@@ -17,12 +17,12 @@ import torch
 from retain.benchmarks import make_benchmark
 from retain.benchmarks.base import Benchmark, Experience, TrainBatch, gather_train
 from retain.benchmarks.blur import blurred_batches
-from retain.config.run import RunConfig
+from retain.config.run import RunConfig, RunSpec, as_spec
 from retain.errors import ConfigError, DivergedError
 from retain.metrics.matrix import average_accuracy, summarize
 from retain.models import BACKBONES
 from retain.plasticity import make_plasticity
-from retain.strategies import STRATEGIES, Strategy
+from retain.strategies import Strategy
 from retain.training.checkpoint import Checkpointer
 from retain.training.evaluation import evaluate_all
 from retain.training.peak_memory import PeakMemory
@@ -32,7 +32,7 @@ Progress = Callable[[int, int, str], None]  # (steps done, steps total, descript
 
 @dataclass
 class RunResult:
-    config: RunConfig
+    config: RunSpec
     key: str
     acc_matrix: list[list[float]]
     baseline: list[float]
@@ -57,34 +57,40 @@ class RunResult:
 class RunContext:
     """What after-task hooks (probes, checkpoints) can see."""
 
-    config: RunConfig
+    config: RunSpec
     benchmark: Benchmark
     strategy: Strategy
     task: int
     acc_matrix: list[list[float]]
     result: RunResult | None = None
+    step_losses: list[float] = field(default_factory=list)  # this task's training loss per optimiser step
+    first_step: int = 1  # the run-wide number of the step of step_losses[0] (counted from 1)
 
 
-def make_optimizer_factory(cfg: RunConfig):
+def make_optimizer_factory(cfg: RunSpec):
     if cfg.optimizer == "sgd":
         return lambda params: torch.optim.SGD(params, lr=cfg.lr)
     return lambda params: torch.optim.Adam(params, lr=cfg.lr)
 
 
-def build(cfg: RunConfig) -> tuple[Benchmark, Strategy]:
-    """Benchmark (in the run's task order), model and strategy for ``cfg``, all seeded."""
-    cfg.validate()
+def build(cfg: RunSpec | RunConfig, *, check: bool = False) -> tuple[Benchmark, Strategy]:
+    """Benchmark (in the run's task order), model and strategy for ``cfg``, all seeded. ``check``:
+    also refuse what only the built benchmark can judge (a study checked that before its runs;
+    a RunConfig from the Python API is resolved and checked here)."""
+    check = check or not isinstance(cfg, RunSpec)
+    cfg = as_spec(cfg)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)  # strategies may draw from Python's or numpy's generator too
     np.random.seed(cfg.seed)
     bench = make_benchmark(cfg.benchmark, tasks=cfg.tasks, seed=cfg.seed, scenario=cfg.scenario,
                            data_dir=cfg.data_dir, **cfg.benchmark_options).with_order(cfg.order)
-    cfg.check_fits(bench)
+    if check:
+        cfg.check_fits(bench)
     factory = BACKBONES.get(cfg.backbone)
     kwargs = {"hidden": cfg.hidden} if cfg.backbone == "mlp" else {}
     kwargs.update(cfg.backbone_options)
     model = factory(bench.input_shape, bench.num_classes, **kwargs)
-    cls = STRATEGIES.get(cfg.strategy)
+    cls = cfg.strategy_class
     if cfg.task_free and cls.needs_boundaries:
         raise ConfigError(f"strategy {cfg.strategy!r} needs task boundaries and cannot run task-free")
     strategy = cls(model, cfg.strategy_config(), make_optimizer=make_optimizer_factory(cfg),
@@ -115,21 +121,25 @@ def training_sets(strategy: Strategy, exps: list[Experience]) -> list[list[Exper
             for t in range(len(exps))]
 
 
-def train_task(cfg: RunConfig, strategy: Strategy, exps: list[Experience], t: int, train_on: list[Experience],
-               gen: torch.Generator, plastic, steps: int, on_epoch: Callable[[], None]) -> float:
-    """``cfg.epochs`` passes over ``train_on`` as task ``t``; returns the mean observed loss."""
+def train_task(cfg: RunSpec, strategy: Strategy, exps: list[Experience], t: int, train_on: list[Experience],
+               gen: torch.Generator, plastic, steps: int, on_epoch: Callable[[], None],
+               step_losses: list[float] | None = None) -> float:
+    """``cfg.epochs`` passes over ``train_on`` as task ``t``; returns the mean observed loss and
+    puts each step's loss in ``step_losses`` (read from the device once, at the end of the task)."""
     exp = exps[t]
     strategy.set_augmentation(exp.augment)  # before every task, task-free too (no begin_task there)
     if not cfg.task_free:
         strategy.begin_task(exp)
     if plastic:
         plastic.begin_task(t, exp, steps)
-    loss_sum, n_steps = torch.zeros(()), 0
+    loss_sum, n_steps, losses = torch.zeros(()), 0, []
     for epoch in range(cfg.epochs):
         batches = (blurred_batches(exps, t, cfg.blur, cfg.seed, cfg.batch_size, gen)
                    if cfg.blur > 0 and len(train_on) == 1 else iter_batches(train_on, cfg.batch_size, gen))
         for x, y, plain in batches:
-            loss_sum += strategy.observe(x, y, exp.task_id, plain=plain)["loss"]
+            loss = strategy.observe(x, y, exp.task_id, plain=plain)["loss"]
+            loss_sum += loss
+            losses.append(torch.as_tensor(loss).detach())  # no .item(): the loop never waits on the device
             if plastic:
                 plastic.after_step(x)
             n_steps += 1
@@ -141,10 +151,12 @@ def train_task(cfg: RunConfig, strategy: Strategy, exps: list[Experience], t: in
         plastic.end_task(t)
     if not cfg.task_free:
         strategy.end_task(exp)
+    if step_losses is not None and losses:
+        step_losses.extend(torch.stack(losses).tolist())
     return float(loss_sum) / max(n_steps, 1)
 
 
-def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
+def run_experiment(cfg: RunSpec | RunConfig, *, progress: Progress | None = None,
                    after_task: list[Callable[[RunContext], None]] | None = None,
                    checkpoint_dir: str | Path | None = None) -> RunResult:
     """Train ``cfg.strategy`` on ``cfg.benchmark`` and return the accuracy matrix and costs.
@@ -159,9 +171,11 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
     t_start = time.perf_counter()
     memory = PeakMemory()
     memory.start()
-    bench, strategy = build(cfg)
+    given = cfg
+    cfg = as_spec(cfg)  # a RunConfig from the Python API is resolved here, once
+    bench, strategy = build(cfg, check=cfg is not given)
     initial = copy.deepcopy(strategy.model.state_dict()) if strategy.trains_once else None
-    plastic = make_plasticity(cfg.plasticity, strategy, cfg.seed)  # None unless a fix is enabled
+    plastic = make_plasticity(cfg.plasticity_config(), strategy, cfg.seed)  # None unless a fix is enabled
     exps, task_il = bench.experiences, bench.scenario == "task-il"
     evaluate = lambda: evaluate_all(strategy.model, exps, task_il=task_il, num_classes=bench.num_classes)
     baseline = evaluate()
@@ -169,13 +183,14 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
     sets = training_sets(strategy, exps)
     steps_per_task = [cfg.epochs * -(-sum(e.num_train for e in s) // cfg.batch_size) for s in sets]
     total = sum(steps_per_task)
-    result = RunResult(cfg, cfg.key(), [], baseline, {}, [], [], [], 0.0, 0.0,
+    result = RunResult(cfg, cfg.key, [], baseline, {}, [], [], [], 0.0, 0.0,
                        sum(p.numel() for p in strategy.model.parameters() if p.requires_grad),
                        bench.info.get("task_order", list(range(len(exps)))), scenario=bench.scenario)
     ckpt = Checkpointer(checkpoint_dir, result.key) if checkpoint_dir is not None else None
     stateful = [*(after_task or ()), *([plastic] if plastic else [])]  # hooks and fixes with state to resume
     start = ckpt.resume(strategy, gen, result, stateful) if ckpt else 0
     done = sum(steps_per_task[:start])
+    first_step = done + 1  # after a restart, the planned count of the earlier tasks' steps
     for t in range(start, len(exps)):  # tasks before ``start`` were trained before a restart
         t0 = time.perf_counter()
         if strategy.trains_once and sets[t]:
@@ -190,7 +205,8 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
             if progress:
                 progress(done, total, f"task {t + 1}/{len(exps)}")
 
-        loss = (train_task(cfg, strategy, exps, t, sets[t], gen, plastic, steps_per_task[t], on_epoch)
+        step_losses: list[float] = []
+        loss = (train_task(cfg, strategy, exps, t, sets[t], gen, plastic, steps_per_task[t], on_epoch, step_losses)
                 if sets[t] else None)  # nothing trained at this task (joint before the last), so no loss
         result.task_seconds.append(time.perf_counter() - t0)
         result.losses.append(loss)
@@ -199,7 +215,8 @@ def run_experiment(cfg: RunConfig, *, progress: Progress | None = None,
         result.eval_seconds.append(time.perf_counter() - t1)
         result.stats.append(strategy.stats())
         for hook in after_task or ():
-            hook(RunContext(cfg, bench, strategy, t, result.acc_matrix, result))
+            hook(RunContext(cfg, bench, strategy, t, result.acc_matrix, result, step_losses, first_step))
+        first_step += len(step_losses)
         if ckpt:
             ckpt.save(t, strategy, gen, result, time.perf_counter() - t_start, stateful)
     if ckpt:
