@@ -26,9 +26,15 @@ def cmd_list(_: argparse.Namespace) -> int:
     for title, reg in (("benchmarks", BENCHMARKS), ("strategies", STRATEGIES), ("backbones", BACKBONES)):
         print(f"{title}:" + ("  (* = in the default study of a bare `retain run`)" if reg is STRATEGIES else ""))
         for name, obj in reg.items():
+            if reg is STRATEGIES and "+" in name:  # composites built in this process: the parts are listed
+                continue
             mark = ("*" if name in default else " ") if reg is STRATEGIES else " "
             where = origin(obj)
             print(f" {mark}{name:<18} {_first_line(obj)}" + ("" if where == "built-in" else f"  [{where}]"))
         if reg is BENCHMARKS:
             print(f"  {'folder:PATH':<18} your images, one folder per class (docs/byo-data.md)")
+        if reg is STRATEGIES:
+            from retain.strategies.compose import summary
+
+            print(f"  {'composites':<18} {summary()}")
     return 0
