@@ -34,10 +34,16 @@ def cmd_list(_: argparse.Namespace) -> int:
     for title, reg in (("benchmarks", BENCHMARKS), ("strategies", STRATEGIES), ("backbones", BACKBONES)):
         print(f"{title}:" + ("  (* = in the default study of a bare `retain run`)" if reg is STRATEGIES else ""))
         for name, obj in reg.items():
+            if reg is STRATEGIES and "+" in name:  # composites built in this process: the parts are listed
+                continue
             mark = ("*" if name in default else " ") if reg is STRATEGIES else " "
             print(_line(mark, name, _first_line(obj), origin(obj)))
         if reg is BENCHMARKS:
             print(f"  {'folder:PATH':<18} your images, one folder per class (docs/byo-data.md)")
+        if reg is STRATEGIES:
+            from retain.strategies.compose import summary
+
+            print(f"  {'composites':<18} {summary()}")
     print("metrics:  (report columns, computed from the stored accuracy matrices)")
     for m in METRICS.in_order():
         print(_line(" ", m.name, m.description, origin(m.fn)))

@@ -1,7 +1,7 @@
 """The after-task hook that runs every diagnostic probe and appends to ``result.probes`` (one
 dict per task: ``task`` and name -> float) and ``result.events`` (see retain.diagnostics).
 
-Cheap by design: plasticity probes use one fixed batch of the current task's test set (256
+Cheap by design: activation probes (dormant units, ranks) use one fixed batch of the current task's test set (256
 samples) and a forward pass with hooks on the ReLU layers; task dissimilarity embeds 256
 training samples of each task once, in a fixed random embedding. Each call records its own
 cost as the probe ``probe_seconds``. Measured on 2 shared CPU cores, MLP 100-100, naive:
@@ -57,7 +57,7 @@ def relu_activations(model: nn.Module, x: Tensor) -> list[Tensor]:
     return acts
 
 
-def plasticity_probes(model: nn.Module, x: Tensor, tau: float) -> dict[str, float]:
+def activation_probes(model: nn.Module, x: Tensor, tau: float) -> dict[str, float]:
     """Dormant fractions (all ReLU units pooled and per layer), ranks of the last layer, mean |w|."""
     acts = relu_activations(model, x)
     out: dict[str, float] = {"mean_abs_w": collapse.mean_abs_weight(model)}
@@ -100,7 +100,7 @@ class Probes:
             events += forgetting.sudden_forgetting_events(R, t, cfg.forgetting_threshold,
                                                           advice=advice.advice("sudden_forgetting", family))
         probes.update(forgetting.forgetting_probes(R, t))
-        probes.update(plasticity_probes(ctx.strategy.model, exp.prepare(exp.test_x[: cfg.batch]), cfg.tau))
+        probes.update(activation_probes(ctx.strategy.model, exp.prepare(exp.test_x[: cfg.batch]), cfg.tau))
         self.learn.append(R[t][t])
         self.dormant.append(probes.get("dormant_redo", 0.0))
         probes["learning_acc_slope"] = collapse.slope(self.learn[-cfg.collapse_window:])

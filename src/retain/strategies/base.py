@@ -46,6 +46,10 @@ class Strategy:
     #: data (:meth:`training_experiences` at the last task). The earlier rows of the accuracy
     #: matrix are of an untrained model, so such a run's metrics hold only ``avg_acc``.
     trains_once: ClassVar[bool] = False
+    #: True when ``observe`` passes the current batch and its logits to :meth:`extra_loss` and
+    #: the sum to :meth:`step` (or :meth:`backward` and :meth:`after_update`), so regularisers can
+    #: be added to it by name (``er+ewc``, :mod:`retain.strategies.compose`).
+    accepts_regularisers: ClassVar[bool] = False
     #: What the method does, in one sentence, for the report's comparison table; when a class
     #: leaves it empty its own docstring's first paragraph is used.
     description: ClassVar[str] = ""
@@ -83,8 +87,9 @@ class Strategy:
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         """One optimiser step on the batch ``(x, y)`` of ``task``. ``plain`` is ``x`` before
         augmentation, None when the batch was not augmented (then ``x`` is plain already)."""
-        loss = F.cross_entropy(self.model(x), y)
-        self.step(loss)
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.step(loss, self.extra_loss(x, y, logits))
         return {"loss": loss.detach()}
 
     def end_task(self, experience: Experience) -> None:
@@ -104,11 +109,26 @@ class Strategy:
         """Strategy state worth recording after a task (buffer statistics, counters)."""
         return {}
 
+    def extra_loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+        """Terms added to the loss of the current task's batch ``(x, y)`` before the optimiser
+        step, given the model's logits on ``x``: a regulariser's penalty (EWC, SI, LwF; several
+        in a composite such as ``er+ewc``). None: nothing is added."""
+        return None
+
     # ---- helpers -----------------------------------------------------------------------------
-    def step(self, loss: Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def step(self, loss: Tensor, extra: Tensor | None = None) -> None:
+        """One optimiser step on ``loss`` plus ``extra`` (what :meth:`extra_loss` returned)."""
+        self.backward(loss, extra)
         self.optimizer.step()
+        self.after_update()
+
+    def backward(self, loss: Tensor, extra: Tensor | None = None) -> None:
+        """The gradient of ``loss`` plus ``extra`` into ``.grad``, from zero."""
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss if extra is None else loss + extra).backward()
+
+    def after_update(self) -> None:
+        """Called after every optimiser step (a regulariser's bookkeeping, e.g. SI's path integral)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume at a task boundary (subclasses add their own state)."""

@@ -41,6 +41,7 @@ class DER(ReplayStrategy):
     cost = "a buffer of samples with their logits; one extra forward on a buffer batch per step"
 
     Config = DERConfig
+    accepts_regularisers = True
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         cfg = self.config
@@ -60,6 +61,6 @@ class DER(ReplayStrategy):
                 replay_ce = F.cross_entropy(self.model(second.x), second.y)
                 loss = loss + beta * replay_ce
                 logged["replay_ce"] = replay_ce.detach()
-        self.step(loss)
+        self.step(loss, self.extra_loss(x, y, outputs))
         self.remember(x, y, task, plain=plain, logits=outputs.detach())
         return {"loss": loss.detach(), **logged}

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from retain.benchmarks.base import Experience
-from retain.strategies.base import Strategy, register_strategy
+from retain.strategies.base import register_strategy
 from retain.strategies.config import StrategyConfig, hp
 from retain.strategies.penalties import (
     FISHER_KINDS,
@@ -26,6 +25,7 @@ from retain.strategies.penalties import (
     sample_inputs,
     trainable,
 )
+from retain.strategies.regulariser import Regularised, Regulariser
 
 
 @dataclass
@@ -40,24 +40,12 @@ class EWCConfig(StrategyConfig):
     fisher_samples: int = hp(512, "EWC: training samples of the finished task used for the Fisher", low=1)
 
 
-@register_strategy("ewc")
-class EWC(Strategy):
-    """Cross-entropy plus a Fisher-weighted quadratic pull towards earlier tasks' solutions.
+class EWCPenalty(Regulariser):
+    """(lambda/2) sum_k sum_i F_k,i (theta_i - theta*_k,i)^2 over the (Fisher, anchor) pairs taken
+    at each task's end: one pair per task, or exactly one in online mode."""
 
-    The diagonal Fisher information is computed at the end of each task (``online``: one running
-    Fisher and one anchor)."""
-
-    cost = ("stores a parameter copy and a diagonal Fisher per task (online: one of each); one extra pass over "
-            "the data at each task's end")
-
-    family = "regularisation"
-
-    Config = EWCConfig
-    needs_boundaries = True  # the Fisher and the anchor are taken at task end
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # One (Fisher, anchor) pair per task, or exactly one pair in online mode.
+    def __init__(self, model, config: EWCConfig):
+        super().__init__(model, config)
         self.fishers: list[dict[str, Tensor]] = []
         self.anchors: list[dict[str, Tensor]] = []
         self._gen = torch.Generator().manual_seed(0)
@@ -67,11 +55,8 @@ class EWC(Strategy):
         terms = [quadratic_penalty(params, f, a) for f, a in zip(self.fishers, self.anchors)]
         return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum() if terms else torch.zeros(())
 
-    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
-        ce = F.cross_entropy(self.model(x), y)
-        pen = self.penalty()
-        self.step(ce + pen)
-        return {"loss": ce.detach(), "penalty": pen.detach()}
+    def loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
+        return self.penalty()
 
     def end_task(self, experience: Experience) -> None:
         cfg = self.config
@@ -91,10 +76,23 @@ class EWC(Strategy):
         return {"ewc_stored_floats": numel, "ewc_fisher_mean": mean_f[0] if mean_f else 0.0}
 
     def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {"fishers": self.fishers, "anchors": self.anchors,
-                                       "generator": self._gen.get_state()}
+        return {"fishers": self.fishers, "anchors": self.anchors, "generator": self._gen.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         self.fishers, self.anchors = state["fishers"], state["anchors"]
         self._gen.set_state(state["generator"])
+
+
+@register_strategy("ewc")
+class EWC(Regularised):
+    """Cross-entropy plus a Fisher-weighted quadratic pull towards earlier tasks' solutions.
+
+    The diagonal Fisher information is computed at the end of each task (``online``: one running
+    Fisher and one anchor)."""
+
+    cost = ("stores a parameter copy and a diagonal Fisher per task (online: one of each); one extra pass over "
+            "the data at each task's end")
+
+    Config = EWCConfig
+    regulariser = EWCPenalty
+    needs_boundaries = True  # the Fisher and the anchor are taken at task end

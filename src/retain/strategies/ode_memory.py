@@ -46,6 +46,9 @@ class ODEMemory(ER):
             "drawn from the buffer")
 
     experimental = True
+    # Its network reads the strategy's buffer during the forward pass: a regulariser that copies
+    # the model (LwF) or vmaps over it (EWC's Fisher) would copy or trace that too.
+    accepts_regularisers = False
 
     Config = ODEMemoryConfig
 
