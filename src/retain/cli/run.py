@@ -289,8 +289,8 @@ def add_parser(sub) -> None:
                                       "benchmark, training settings and each method's best values for --buffer-size; "
                                       "explicit flags override it")
     run.add_argument("--plugin", action="append", metavar="FILE.py",
-                     help="a Python file that registers strategies, benchmarks, backbones, metrics or loggers, repeatable; "
-                          "loaded before anything else (its source is part of its runs' keys)")
+                     help="a Python file that registers strategies, benchmarks, backbones, metrics or loggers, "
+                          "repeatable; loaded before anything else (its source is part of its runs' keys)")
     run.add_argument("--strategy", action="append", help=f"strategy, repeatable (default: "
                                                          f"{', '.join(default_strategies())}; all of "
                                                          f"them: `retain list`)")
