@@ -12,6 +12,7 @@ medians is printed. Goal: retain <= 1.15x the minimal loop.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -55,8 +56,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = RunConfig(benchmark=args.benchmark, strategy="naive", tasks=args.tasks, epochs=args.epochs,
-                    batch_size=args.batch_size, data_dir=args.data_dir).validate()
+    base = RunConfig(benchmark=args.benchmark, strategy="naive", tasks=args.tasks, epochs=args.epochs,
+                     batch_size=args.batch_size, data_dir=args.data_dir)
+    cfg = base.resolve()  # the values the run uses (epochs, batch size, lr, widths)
     bench = make_benchmark(cfg.benchmark, tasks=cfg.tasks, data_dir=cfg.data_dir)
     e0 = bench.experiences[0]
     scale = 1 / 16 if cfg.benchmark == "permuted-digits" else 1 / 255
@@ -64,10 +66,10 @@ def main() -> None:
     kw = dict(tasks=len(bench), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, hidden=cfg.hidden,
               scale=scale)
     times: dict[str, list[float]] = {"retain": [], "minimal": []}
-    run_experiment(RunConfig(**{**cfg.to_dict(), "hidden": cfg.hidden, "tasks": 1}))  # warm-up, not timed
+    run_experiment(dataclasses.replace(base, tasks=1))  # warm-up, not timed
     for r in range(args.repeats):
         t0 = time.perf_counter()
-        res = run_experiment(RunConfig(**{**cfg.to_dict(), "hidden": cfg.hidden, "seed": r}))
+        res = run_experiment(dataclasses.replace(base, seed=r))
         times["retain"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         mat = minimal_loop(*arrays, seed=r, **kw)

@@ -14,6 +14,7 @@ Goal: retain <= 1.15x the minimal loop.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -35,18 +36,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     params = {"buffer_size": 500, "replay_batch_size": 128, "alpha": 1.0, "beta": 0.5}  # DER paper, P-MNIST
-    cfg = RunConfig(benchmark="permuted-mnist", strategy="derpp", tasks=args.tasks, epochs=1, batch_size=128,
-                    lr=0.2, data_dir=args.data_dir, params=params).validate()
+    base = RunConfig(benchmark="permuted-mnist", strategy="derpp", tasks=args.tasks, epochs=1, batch_size=128,
+                     lr=0.2, data_dir=args.data_dir, params=params)
+    cfg = base.resolve()
     e0 = make_benchmark(cfg.benchmark, tasks=1, data_dir=cfg.data_dir).experiences[0]
     arrays = (e0.train_x, e0.train_y, e0.test_x, e0.test_y)
     times: dict[str, list[float]] = {"retain": [], "minimal": []}
-    run_experiment(RunConfig(**{**cfg.to_dict(), "hidden": cfg.hidden, "tasks": 1}))  # warm-up, not timed
+    run_experiment(dataclasses.replace(base, tasks=1))  # warm-up, not timed
     for r in range(args.repeats):
         # Which goes first alternates, so a drift in machine load within a repeat cancels out.
         for which in ("retain", "minimal") if r % 2 == 0 else ("minimal", "retain"):
             t0 = time.perf_counter()
             if which == "retain":
-                res = run_experiment(RunConfig(**{**cfg.to_dict(), "hidden": cfg.hidden, "seed": r}))
+                res = run_experiment(dataclasses.replace(base, seed=r))
             else:
                 mat = minimal_derpp(*arrays, tasks=args.tasks, batch_size=128, lr=0.2, hidden=cfg.hidden, seed=r,
                                     **params)

@@ -49,7 +49,7 @@ def main() -> None:
             params = {**fixed, name: v}
             cfg = RunConfig(benchmark=args.benchmark, strategy=strategy, tasks=args.tasks, seed=args.seed,
                             scenario=args.scenario, data_dir=args.data_dir, params=params,
-                            optimizer=args.optimizer, lr=args.lr, task_free=args.task_free)
+                            optimizer=args.optimizer, lr=args.lr, task_free=args.task_free).resolve()
             t0 = time.perf_counter()
             try:
                 m = run_experiment(cfg).metrics

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from retain.config.run import RunConfig
+from retain.config.run import RunConfig, RunSpec
 from retain.execution.executors import InProcess, ProcessPool, Ray, run_study
 from retain.store import Store
 
 
-def timed(executor, configs: list[RunConfig]) -> float:
+def timed(executor, configs: list[RunSpec]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         out = run_study(configs, Store(Path(tmp) / "r.db"), executor)
@@ -45,7 +45,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     configs = [RunConfig(benchmark=args.benchmark, strategy="naive", tasks=args.tasks, epochs=args.epochs,
-                         seed=s).validate() for s in range(args.runs)]
+                         seed=s).resolve() for s in range(args.runs)]
     results = {"load_before": os.getloadavg()[0], "cpus": os.cpu_count(), "runs": args.runs,
                "in_process": timed(InProcess(), configs)}
     print(f"in-process: {results['in_process']:.1f} s for {args.runs} runs")
