@@ -33,6 +33,8 @@ class AGEM(ReplayStrategy):
     """Project the current gradient when it conflicts with the memory's reference gradient."""
 
     cost = "a reservoir buffer; one extra gradient on a buffer batch and a projection per step"
+    amp_modes = ("bf16",)
+    amp_note = "A-GEM projects raw float32 gradients; fp16 would need them unscaled first (use bf16)"
 
     def _params(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -44,12 +46,15 @@ class AGEM(ReplayStrategy):
                           for g, p in zip(grads, params)])
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
-        loss = F.cross_entropy(self.model(x), y)
+        with self.autocast():  # forward passes only: gradients of float32 weights are float32
+            loss = F.cross_entropy(self.model(x), y)
         grad = self._flat_grad(loss)
         logged = {}
         if len(self.buffer):
             replay = self.replay(self.config.replay_batch_size)
-            ref = self._flat_grad(F.cross_entropy(self.model(replay.x), replay.y))
+            with self.autocast():
+                ref_loss = F.cross_entropy(self.model(replay.x), replay.y)
+            ref = self._flat_grad(ref_loss)
             grad, dot = project(grad, ref)
             logged["projected"] = (dot < 0).float()
         self._apply(grad)

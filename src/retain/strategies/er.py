@@ -92,13 +92,15 @@ class ER(ReplayStrategy):
     """Experience replay: CE over [current batch; buffer batch], then reservoir insertion."""
 
     cost = "a reservoir buffer of past samples; one extra forward/backward on a buffer batch per step"
+    amp_modes = ("bf16", "fp16")
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         inputs, labels = x, y
         if len(self.buffer):
             replay = self.replay(self.config.replay_batch_size)
             inputs, labels = torch.cat([x, replay.x]), torch.cat([y, replay.y])
-        loss = F.cross_entropy(self.model(inputs), labels)
+        with self.autocast():
+            loss = F.cross_entropy(self.model(inputs), labels)
         self.step(loss)
         self.remember(x, y, task, plain=plain)
         return {"loss": loss.detach()}

@@ -53,6 +53,7 @@ class EWC(Strategy):
     family = "regularisation"
 
     Config = EWCConfig
+    amp_modes = ("bf16", "fp16")  # the Fisher is taken outside autocast, in float32
     needs_boundaries = True  # the Fisher and the anchor are taken at task end
 
     def __init__(self, *args, **kwargs):
@@ -68,8 +69,9 @@ class EWC(Strategy):
         return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum() if terms else torch.zeros(())
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
-        ce = F.cross_entropy(self.model(x), y)
-        pen = self.penalty()
+        with self.autocast():
+            ce = F.cross_entropy(self.model(x), y)
+        pen = self.penalty()  # float32, outside autocast (the Fisher is taken in float32 at task end)
         self.step(ce + pen)
         return {"loss": ce.detach(), "penalty": pen.detach()}
 

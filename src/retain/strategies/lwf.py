@@ -55,6 +55,7 @@ class LwF(Strategy):
     family = "regularisation"
 
     Config = LwFConfig
+    amp_modes = ("bf16", "fp16")
     needs_boundaries = True  # the teacher is the model as it was at the last task end
 
     def __init__(self, *args, **kwargs):
@@ -71,9 +72,10 @@ class LwF(Strategy):
         return distillation(logits[:, cols], old[:, cols], self.config.lwf_temperature)
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
-        logits = self.model(x)
-        ce = F.cross_entropy(logits, y)
-        kd = self.distill_loss(x, logits)
+        with self.autocast():
+            logits = self.model(x)
+            ce = F.cross_entropy(logits, y)
+            kd = self.distill_loss(x, logits)
         self.step(ce + self.config.lwf_alpha * kd)
         return {"loss": ce.detach(), "distill": kd.detach()}
 

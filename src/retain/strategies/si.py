@@ -36,6 +36,8 @@ class SI(Strategy):
     """Cross-entropy plus a quadratic penalty weighted by each parameter's path-integral importance."""
 
     cost = "3 parameter-sized tensors, updated at every step"
+    amp_modes = ("bf16",)
+    amp_note = "SI's path integral reads raw gradients; fp16 would need them unscaled first (use bf16)"
 
     family = "regularisation"
 
@@ -57,7 +59,8 @@ class SI(Strategy):
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         params = trainable(self.model)
-        ce = F.cross_entropy(self.model(x), y)
+        with self.autocast():  # the forward only: gradients and the path integral stay float32
+            ce = F.cross_entropy(self.model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
         ce.backward()
         grads = {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
