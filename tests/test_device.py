@@ -130,3 +130,12 @@ def test_cuda_buffer_and_anchors_live_on_the_device():
             assert strategy.buffer.x.device.type == "cuda" and strategy.buffer.y.device.type == "cuda"
         else:
             assert all(t.device.type == "cuda" for f in strategy.fishers for t in f.values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_gpu_check_stops_with_a_message_without_a_gpu():
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "no CUDA device here" in proc.stderr and not proc.stdout
