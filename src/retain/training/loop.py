@@ -96,8 +96,10 @@ def build(cfg: RunSpec | RunConfig, *, check: bool = False) -> tuple[Benchmark, 
     cls = cfg.strategy_class
     if cfg.task_free and cls.needs_boundaries:
         raise ConfigError(f"strategy {cfg.strategy!r} needs task boundaries and cannot run task-free")
+    # device and amp only when set, so a plugin strategy whose __init__ predates them still builds on the CPU
+    placement = {k: v for k, v in (("device", cfg.device), ("amp", cfg.amp)) if v not in ("cpu", None)}
     strategy = cls(model, cfg.strategy_config(), make_optimizer=make_optimizer_factory(cfg),
-                   num_classes=bench.num_classes, device=cfg.device, amp=cfg.amp)
+                   num_classes=bench.num_classes, **placement)
     return bench, strategy
 
 
