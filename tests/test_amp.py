@@ -65,7 +65,7 @@ def test_bf16_forward_runs_in_bf16_and_regulariser_state_stays_float32():
     exp = make_benchmark("permuted-digits", tasks=2, seed=0).experiences[0]
     strategy.begin_task(exp)
     strategy.end_task(exp)
-    assert all(t.dtype == torch.float32 for f in strategy.fishers for t in f.values())
+    assert all(t.dtype == torch.float32 for f in strategy.regularisers["ewc"].fishers for t in f.values())
 
 
 def test_der_stores_float32_logits_under_bf16():
@@ -88,3 +88,38 @@ def test_unsupported_precisions_are_refused_with_the_reason(strategy, amp, reaso
 def test_bad_amp_is_refused():
     with pytest.raises(ConfigError, match="amp must be one of bf16, fp16"):
         RunConfig(amp="fp8", device="cpu").resolve()
+
+
+@pytest.mark.parametrize("strategy, modes", [
+    ("er+si", ("bf16",)), ("er+ewc", ("bf16", "fp16")), ("agem+lwf", ("bf16",)), ("derpp+ewc+lwf", ("bf16", "fp16")),
+    ("naive+si", ("bf16",)),
+])
+def test_a_composite_supports_the_precisions_all_its_parts_support(strategy, modes):
+    assert STRATEGIES.get(strategy).amp_support()[0] == modes
+
+
+def test_a_composite_is_refused_a_precision_one_part_cannot_take_with_that_parts_reason():
+    with pytest.raises(ConfigError, match=r"strategy er\+si supports \(bf16\), got fp16: si: SI's path integral"):
+        RunConfig(strategy="er+si", amp="fp16", device="cpu").resolve()
+    RunConfig(strategy="er+si", amp="bf16", device="cpu").resolve()
+
+
+def test_a_composite_under_bf16_keeps_its_regularisers_terms_and_state_in_float32():
+    from retain.benchmarks import make_benchmark
+
+    _, strategy = build(RunConfig(strategy="er+si+lwf+ewc", tasks=2, device="cpu", amp="bf16"))
+    exp = make_benchmark("permuted-digits", tasks=2, seed=0).experiences[0]
+    strategy.begin_task(exp)
+    strategy.observe(torch.randn(8, 64), torch.randint(0, 10, (8,)), 0)
+    strategy.end_task(exp)
+    strategy.begin_task(exp)
+    seen = []
+    hook = strategy.model.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    logged = strategy.observe(torch.randn(8, 64), torch.randint(0, 10, (8,)), 1)
+    hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}  # the base's forward (ER: current + replayed)
+    assert {logged[n].dtype for n in ("si", "lwf", "ewc")} == {torch.float32}
+    regs = strategy.regularisers
+    state = [*regs["si"].omega.values(), *regs["si"].importance.values(), *regs["ewc"].fishers[0].values()]
+    assert state and all(t.dtype == torch.float32 for t in state)
+    assert all(t.dtype == torch.float32 for t in (p.grad for p in strategy.model.parameters()) if t is not None)

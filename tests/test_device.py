@@ -121,15 +121,22 @@ def test_cuda_run_puts_model_buffer_and_record_on_the_device():
 def test_cuda_buffer_and_anchors_live_on_the_device():
     from retain.training.loop import build, train_task
 
-    for name in ("er", "ewc"):
+    for name in ("er", "ewc", "er+si+lwf+ewc"):
         cfg = RunConfig(strategy=name, tasks=2, epochs=1, device="cuda").resolve()
         bench, strategy = build(cfg)
         exps = bench.experiences
         train_task(cfg, strategy, exps, 0, [exps[0]], torch.Generator().manual_seed(0), None, 1, lambda: None)
-        if name == "er":
+        if name.startswith("er"):
             assert strategy.buffer.x.device.type == "cuda" and strategy.buffer.y.device.type == "cuda"
-        else:
-            assert all(t.device.type == "cuda" for f in strategy.fishers for t in f.values())
+        if "ewc" in name:
+            ewc = strategy.regularisers["ewc"]
+            assert all(t.device.type == "cuda" for d in ewc.fishers + ewc.anchors for t in d.values())
+        if "si" in name:
+            si = strategy.regularisers["si"]
+            assert all(t.device.type == "cuda" for d in (si.omega, si.importance, si.anchor) for t in d.values())
+            assert next(strategy.regularisers["lwf"].old_model.parameters()).device.type == "cuda"
+            # a second task's step with every term present, on the device
+            train_task(cfg, strategy, exps, 1, [exps[1]], torch.Generator().manual_seed(0), None, 1, lambda: None)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

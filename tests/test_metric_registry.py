@@ -171,6 +171,14 @@ def test_metrics_from_an_installed_package_load_when_first_consulted(site):
     assert METRICS.get("worst_final").title == "worst final %" and "worst_final" in METRICS.names()
 
 
+def test_an_entry_point_may_name_the_decorated_function_not_a_bare_one(site):
+    _install(site, "worst = retain_metric_plugin:worst_final\nbare = retain_metric_plugin:bare",
+             PLUGIN + "\n\ndef bare(R, baseline):\n    return 0.0\n")
+    with pytest.raises(ConfigError, match="metric plugin 'bare': 'bare' is not registered by @register_metric"):
+        METRICS.names()
+    assert "worst_final" in METRICS._items and "worst" not in METRICS._items  # under its own name, as a Metric
+
+
 def test_a_broken_metric_plugin_is_one_line_naming_it(site):
     _install(site, "broken = retain_metric_plugin_missing", None)
     with pytest.raises(ConfigError, match=r"metric plugin 'broken' \(retain_metric_plugin_missing\) failed to load: "

@@ -67,13 +67,13 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_grows_quadratically():
     torch.manual_seed(0)
     ewc = make("ewc", ewc_lambda=2.0)
     ewc.end_task(tiny_experience())
-    assert float(ewc.penalty().detach()) == 0.0
+    assert float(ewc.regularisers["ewc"].penalty().detach()) == 0.0
     w = ewc.model.body[1].weight
     values = []
     for eps in (0.01, 0.02):
         with torch.no_grad():
-            w.copy_(ewc.anchors[0]["body.1.weight"] + eps)
-        values.append(float(ewc.penalty().detach()))
+            w.copy_(ewc.regularisers["ewc"].anchors[0]["body.1.weight"] + eps)
+        values.append(float(ewc.regularisers["ewc"].penalty().detach()))
     assert values[0] > 0 and values[1] == pytest.approx(4 * values[0], rel=1e-4)
 
 
@@ -96,9 +96,9 @@ def test_si_importance_is_zero_for_parameters_that_never_moved():
     for _ in range(20):
         si.observe(exp.train_x, exp.train_y, 0)
     si.end_task(exp)
-    omega = si.importance["body.1.weight"]
+    omega = si.regularisers["si"].importance["body.1.weight"]
     assert torch.all(omega[:, :2] == 0) and omega[:, 2:].sum() > 0
-    assert all(torch.all(v >= 0) for v in si.importance.values())
+    assert all(torch.all(v >= 0) for v in si.regularisers["si"].importance.values())
 
 
 def test_si_path_integral_uses_the_unregularised_gradient():
@@ -113,7 +113,8 @@ def test_si_path_integral_uses_the_unregularised_gradient():
         for p in si.model.parameters():
             p.add_(1e-3)
     si.optimizer = torch.optim.SGD(si.model.parameters(), lr=1e-9)
-    si.omega = {n: torch.zeros_like(v) for n, v in si.omega.items()}
+    part = si.regularisers["si"]
+    part.omega = {n: torch.zeros_like(v) for n, v in part.omega.items()}
     x, y = exp.train_x, exp.train_y
     si.model.zero_grad()
     F.cross_entropy(si.model(x), y).backward()
@@ -121,7 +122,7 @@ def test_si_path_integral_uses_the_unregularised_gradient():
     before = {n: p.detach().clone() for n, p in si.model.named_parameters()}
     si.observe(x, y, 1)
     for n, p in si.model.named_parameters():
-        torch.testing.assert_close(si.omega[n], -g_ce[n] * (p.detach() - before[n]), rtol=1e-4, atol=1e-12)
+        torch.testing.assert_close(part.omega[n], -g_ce[n] * (p.detach() - before[n]), rtol=1e-4, atol=1e-12)
 
 
 def test_lwf_distillation_is_zero_when_the_model_is_the_old_model():
@@ -131,10 +132,10 @@ def test_lwf_distillation_is_zero_when_the_model_is_the_old_model():
     exp.classes = (0, 1, 2)
     lwf.end_task(exp)
     x = torch.rand(16, 6)
-    assert float(lwf.distill_loss(x, lwf.model(x)).detach()) == pytest.approx(0.0, abs=1e-6)
+    assert float(lwf.regularisers["lwf"].distill_loss(x, lwf.model(x)).detach()) == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():
         lwf.model.head.weight[0].add_(1.0)  # one class only: a shift of all logits changes nothing
-    assert float(lwf.distill_loss(x, lwf.model(x)).detach()) > 1e-3
+    assert float(lwf.regularisers["lwf"].distill_loss(x, lwf.model(x)).detach()) > 1e-3
     assert float(distillation(torch.zeros(2, 3), torch.zeros(2, 3), 2.0)) == 0.0
 
 
@@ -160,7 +161,7 @@ def test_state_dict_round_trips_through_weights_only_load(strategy):
     x = torch.rand(4, 64)
     torch.testing.assert_close(fresh.model(x), s.model(x))
     if strategy == "ewc":
-        torch.testing.assert_close(fresh.penalty(), s.penalty())
+        torch.testing.assert_close(fresh.regularisers["ewc"].penalty(), s.regularisers["ewc"].penalty())
 
 
 def test_blurred_stream_moves_a_fraction_of_the_next_task_and_keeps_every_sample_once():

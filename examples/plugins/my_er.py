@@ -23,7 +23,8 @@ class MyER(Strategy):
 
     Config = MyERConfig
     family = "replay"
-    default_study = False
+    cost = "a buffer of buffer_size samples; a second forward and backward pass on 32 of them per step"
+    default_study = False  # a bare `retain run --plugin my_er.py` runs the built-in study, not this
 
     def __init__(self, model, config, **kwargs):
         super().__init__(model, config, **kwargs)
@@ -37,3 +38,10 @@ class MyER(Strategy):
         self.step(loss)
         self.buffer.add(x if plain is None else plain, y, task)
         return {"loss": loss.detach()}
+
+    def state_dict(self):  # what --checkpoint-dir saves after each task, so a resumed run keeps its buffer
+        return super().state_dict() | {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.buffer.load_state_dict(state["buffer"])

@@ -1,6 +1,7 @@
 """A benchmark plugin: sklearn's digits under more pixel noise in each task (domain-incremental).
 
-    retain run --plugin examples/plugins/noisy_digits.py --benchmark noisy-digits --strategy er
+    retain run --plugin examples/plugins/noisy_digits.py --benchmark noisy-digits \
+        --benchmark-option max_std=0.5 --strategy er
 """
 
 import torch

@@ -153,6 +153,15 @@ def _register(group: str, registry, name: str, obj: Any) -> None:
         from retain.benchmarks import register_benchmark
 
         register_benchmark(name)(obj)
+    elif group == "retain.metrics":
+        # A metric needs its label and description, which only @register_metric gives: the entry
+        # point may name the decorated function (its import registered it under its own name), not
+        # register a bare one.
+        from retain.registry import Registry
+
+        if not any(m.fn is obj for _, m in Registry.items(registry)):
+            raise ConfigError(f"metric plugin {name!r}: {getattr(obj, '__qualname__', obj)!r} is not registered "
+                              "by @register_metric; name its module or a decorated function")
     else:
         registry.register(name)(obj)
 

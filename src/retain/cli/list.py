@@ -1,5 +1,5 @@
-"""`retain list`: benchmarks, strategies and backbones, one line each, with where each comes from
-(built-in, a plugin file, an installed package's entry point)."""
+"""`retain list`: benchmarks, strategies, backbones, metrics and loggers, one line each, with
+where each comes from (built-in, a plugin file, an installed package's entry point)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("list", help="list benchmarks, strategies and backbones")
+    p = sub.add_parser("list", help="list benchmarks, strategies, backbones, metrics and loggers")
+    p.add_argument("--plugin", action="append", metavar="FILE.py",
+                   help="also list what this plugin file registers, repeatable")
     p.set_defaults(handler=cmd_list)
 
 
@@ -15,9 +17,15 @@ def _first_line(obj) -> str:
     return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
 
 
+def _line(mark: str, name: str, text: str, where: str) -> str:
+    return f" {mark}{name:<18} {text}" + ("" if where == "built-in" else f"  [{where}]")
+
+
 def cmd_list(_: argparse.Namespace) -> int:
     from retain.benchmarks import BENCHMARKS
     from retain.cli.run import default_strategies
+    from retain.loggers import LOGGERS
+    from retain.metrics.registry import METRICS
     from retain.models import BACKBONES
     from retain.plugins import origin
     from retain.strategies import STRATEGIES
@@ -26,9 +34,20 @@ def cmd_list(_: argparse.Namespace) -> int:
     for title, reg in (("benchmarks", BENCHMARKS), ("strategies", STRATEGIES), ("backbones", BACKBONES)):
         print(f"{title}:" + ("  (* = in the default study of a bare `retain run`)" if reg is STRATEGIES else ""))
         for name, obj in reg.items():
+            if reg is STRATEGIES and "+" in name:  # composites built in this process: the parts are listed
+                continue
             mark = ("*" if name in default else " ") if reg is STRATEGIES else " "
-            where = origin(obj)
-            print(f" {mark}{name:<18} {_first_line(obj)}" + ("" if where == "built-in" else f"  [{where}]"))
+            print(_line(mark, name, _first_line(obj), origin(obj)))
         if reg is BENCHMARKS:
             print(f"  {'folder:PATH':<18} your images, one folder per class (docs/byo-data.md)")
+        if reg is STRATEGIES:
+            from retain.strategies.compose import summary
+
+            print(f"  {'composites':<18} {summary()}")
+    print("metrics:  (report columns, computed from the stored accuracy matrices)")
+    for m in METRICS.in_order():
+        print(_line(" ", m.name, m.description, origin(m.fn)))
+    print("loggers:  (retain run --logger NAME[:ARG])")
+    for name, cls in LOGGERS.items():
+        print(_line(" ", name, _first_line(cls), origin(cls)))
     return 0

@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--study", action="append", help="only runs of this study (repeatable)")
     p.add_argument("--benchmark", action="append", help="only runs on this benchmark (repeatable)")
     p.add_argument("--strategy", action="append", help="only runs of this strategy (repeatable)")
+    p.add_argument("--plugin", action="append", metavar="FILE.py",
+                   help="a Python file that registers metrics (or the strategies whose descriptions the report "
+                        "shows), repeatable; its metrics become columns for every run in the store")
     p.add_argument("--title", default="", help="a title for the report (default: the study names)")
     p.add_argument("--tensorboard", metavar="DIR", help="also export the runs as TensorBoard event files")
     p.set_defaults(handler=cmd_report)

@@ -122,7 +122,9 @@ def _configs(args: argparse.Namespace):
 
     if args.seeds < 1 or args.orders < 1:
         raise RetainError(f"--seeds and --orders must be >= 1, got {args.seeds} and {args.orders}")
-    strategies = list(dict.fromkeys(args.strategy or default_strategies()))
+    if args.plus and not args.strategy:
+        raise ConfigError("--plus adds regularisers to a --strategy; give one, e.g. --strategy er --plus ewc")
+    strategies = list(dict.fromkeys("+".join([s, *(args.plus or ())]) for s in args.strategy or default_strategies()))
     for strategy in strategies:
         STRATEGIES.get(strategy)  # an unknown name: one line, before anything else
     from retain.config.study_file import MAX_RUNS
@@ -292,11 +294,14 @@ def add_parser(sub) -> None:
                                       "benchmark, training settings and each method's best values for --buffer-size; "
                                       "explicit flags override it")
     run.add_argument("--plugin", action="append", metavar="FILE.py",
-                     help="a Python file that registers strategies, benchmarks, backbones or metrics, repeatable; "
-                          "loaded before anything else (its source is part of its runs' keys)")
+                     help="a Python file that registers strategies, benchmarks, backbones, metrics or loggers, "
+                          "repeatable; loaded before anything else (its source is part of its runs' keys)")
     run.add_argument("--strategy", action="append", help=f"strategy, repeatable (default: "
                                                          f"{', '.join(default_strategies())}; all of "
                                                          f"them: `retain list`)")
+    run.add_argument("--plus", action="append", metavar="REGULARISER",
+                     help="add a regulariser to every --strategy, repeatable: --strategy er --plus ewc runs the "
+                          "composite er+ewc (which --strategy also takes directly)")
     run.add_argument("--seeds", type=int, default=3, help="run seeds 0..N-1 (default 3)")
     run.add_argument("--orders", type=int, default=1, help="task orders 0..K-1; 0 is the natural order")
     run.add_argument("--tasks", type=int, help="number of tasks (default: the benchmark's)")

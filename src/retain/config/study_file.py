@@ -203,7 +203,7 @@ def _hyperparameters(name: str, table: dict, path: tuple[str, ...], where: _Wher
     fields = {f.name: typ for f, typ in STRATEGIES.get(name).Config.fields()}
     out = {}
     for raw, value in table.items():
-        if raw == "settings":
+        if raw in ("settings", "components"):
             continue
         hp = raw.replace("-", "_")
         if hp not in fields:
@@ -223,10 +223,28 @@ def _hyperparameters(name: str, table: dict, path: tuple[str, ...], where: _Wher
     return out
 
 
+def _strategy_name(name: str, table: dict, path: tuple[str, ...], where: _Where) -> str:
+    """The strategy a [strategies.NAME] table runs: NAME, or with ``components = ["ewc"]`` the
+    composite NAME+ewc (:mod:`retain.strategies.compose`)."""
+    from retain.strategies import STRATEGIES
+
+    components = table.get("components", [])
+    if not isinstance(components, list) or not all(isinstance(c, str) for c in components):
+        raise where.error(path + ("components",), f"must be a list of regulariser names, e.g. [\"ewc\"], "
+                                                  f"got {components!r}")
+    name = "+".join([name, *components])
+    try:
+        known = name in STRATEGIES
+    except ConfigError as exc:  # a composite that breaks a rule of composition
+        raise where.error(path, str(exc)) from None
+    if not known:
+        raise where.error(path, f"unknown strategy; known: {', '.join(STRATEGIES.names())}")
+    return name
+
+
 def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where,
             data_dir: str | None = None) -> list[RunSpec]:
     from retain.benchmarks import BENCHMARKS
-    from retain.strategies import STRATEGIES
 
     shared = _settings(_table(data, "settings", where, ()), ("settings",), where)
     benches, strategies = _table(data, "benchmarks", where, ()), _table(data, "strategies", where, ())
@@ -245,9 +263,8 @@ def _expand(data: dict, seeds: list[int], orders: list[int], where: _Where,
         bset = {**shared, **_settings(btable, bpath, where, skip=("options",))}
         for strat, stable in strategies.items():
             spath = ("strategies", strat)
-            if strat not in STRATEGIES:
-                raise where.error(spath, f"unknown strategy; known: {', '.join(STRATEGIES.names())}")
             stable = _table(strategies, strat, where, ("strategies",))
+            strat = _strategy_name(strat, stable, spath, where)  # with `components`: a composite (er+ewc)
             sset = _settings(_table(stable, "settings", where, spath), spath + ("settings",), where)
             axes = {**{k: v for k, v in {**bset, **sset}.items()},
                     **{f"params.{k}": v for k, v in _hyperparameters(strat, stable, spath, where).items()}}

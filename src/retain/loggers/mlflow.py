@@ -34,6 +34,8 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 @register_logger("mlflow")
 class MLflowLogger(Logger):
+    """--logger mlflow[:URI]: one MLflow run per run (default a file store at OUT/mlruns)."""
+
     @classmethod
     def prepare(cls, arg: str | None) -> str | None:
         require("mlflow", "mlflow", "mlflow")

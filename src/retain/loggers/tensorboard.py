@@ -16,6 +16,8 @@ from retain.loggers.base import Logger, RunInfo, register_logger, require
 
 @register_logger("tensorboard")
 class TensorBoardLogger(Logger):
+    """--logger tensorboard[:DIR]: TensorBoard event files, live (default OUT/tensorboard)."""
+
     @classmethod
     def prepare(cls, arg: str | None) -> str | None:
         require("tensorboard", "tensorboard", "tensorboard")  # torch's SummaryWriter needs it

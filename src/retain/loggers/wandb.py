@@ -15,6 +15,8 @@ from retain.loggers.base import Logger, RunInfo, register_logger, require
 
 @register_logger("wandb")
 class WandbLogger(Logger):
+    """--logger wandb[:PROJECT]: one Weights & Biases run per run (offline by default)."""
+
     @classmethod
     def prepare(cls, arg: str | None) -> str | None:
         require("wandb", "wandb", "wandb")

@@ -1,6 +1,7 @@
 """Continual-learning strategies, one module each, registered by name. Every module in this
 folder is imported, so a new file registers its strategy without being listed here; strategies
-from outside the package come through retain.plugins."""
+from outside the package come through retain.plugins. ``BASE+REGULARISER`` names (``er+ewc``) are
+composites built on first use (:mod:`retain.strategies.compose`)."""
 
 from retain.registry import import_submodules
 from retain.strategies.base import STRATEGIES, Strategy, register_strategy

@@ -8,6 +8,10 @@ g - (g . g_ref / g_ref . g_ref) g_ref, so the step does not increase the memory 
 The paper fills its memory per task at task boundaries; here memory is a reservoir filled on
 every step (the authors of the DER paper call this variant A-GEM-R), so no task boundaries are
 needed.
+
+Regularisers added by name (``agem+ewc``) join the current batch's loss before its gradient is
+taken, so the projection keeps the regularised step from increasing the memory loss too; SI's
+path integral counts the gradient of the current batch's cross-entropy alone.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class AGEM(ReplayStrategy):
     amp_modes = ("bf16",)
     amp_note = "A-GEM projects raw float32 gradients; fp16 would need them unscaled first (use bf16)"
 
+    accepts_regularisers = True
+
     def _params(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
@@ -47,8 +53,11 @@ class AGEM(ReplayStrategy):
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         with self.autocast():  # forward passes only: gradients of float32 weights are float32
-            loss = F.cross_entropy(self.model(x), y)
-        grad = self._flat_grad(loss)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+        self.backward(loss, self.extra_loss(x, y, logits))  # bf16 only: no scaler, raw gradients
+        grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                          for p in self._params()])
         logged = {}
         if len(self.buffer):
             replay = self.replay(self.config.replay_batch_size)
@@ -68,3 +77,4 @@ class AGEM(ReplayStrategy):
             p.grad = grad[offset: offset + n].view_as(p)
             offset += n
         self.optimizer.step()
+        self.after_update()

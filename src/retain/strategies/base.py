@@ -47,6 +47,10 @@ class Strategy:
     #: data (:meth:`training_experiences` at the last task). The earlier rows of the accuracy
     #: matrix are of an untrained model, so such a run's metrics hold only ``avg_acc``.
     trains_once: ClassVar[bool] = False
+    #: True when ``observe`` passes the current batch and its logits to :meth:`extra_loss` and
+    #: the sum to :meth:`step` (or :meth:`backward` and :meth:`after_update`), so regularisers can
+    #: be added to it by name (``er+ewc``, :mod:`retain.strategies.compose`).
+    accepts_regularisers: ClassVar[bool] = False
     #: What the method does, in one sentence, for the report's comparison table; when a class
     #: leaves it empty its own docstring's first paragraph is used.
     description: ClassVar[str] = ""
@@ -106,8 +110,9 @@ class Strategy:
         """One optimiser step on the batch ``(x, y)`` of ``task``. ``plain`` is ``x`` before
         augmentation, None when the batch was not augmented (then ``x`` is plain already)."""
         with self.autocast():
-            loss = F.cross_entropy(self.model(x), y)
-        self.step(loss)
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+        self.step(loss, self.extra_loss(x, y, logits))  # the terms choose their own precision
         return {"loss": loss.detach()}
 
     def end_task(self, experience: Experience) -> None:
@@ -127,28 +132,43 @@ class Strategy:
         """Strategy state worth recording after a task (buffer statistics, counters)."""
         return {}
 
+    def extra_loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+        """Terms added to the loss of the current task's batch ``(x, y)`` before the optimiser
+        step, given the model's logits on ``x``: a regulariser's penalty (EWC, SI, LwF; several
+        in a composite such as ``er+ewc``). None: nothing is added."""
+        return None
+
     # ---- helpers -----------------------------------------------------------------------------
     def autocast(self):
         """The context to run forward passes and losses in: autocast to the run's ``--amp`` precision
         on its device, or nothing for a float32 run. Statistics that must stay float32 (Fisher,
-        path integrals, gradient projections) are computed outside it."""
+        path integrals, gradient projections, regularisers' penalties) are computed outside it."""
         if self.amp is None:
             return contextlib.nullcontext()
         from retain.training.device import AMP_DTYPES
 
         return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp])
 
-    def step(self, loss: Tensor) -> None:
-        """One optimiser step on ``loss``; with fp16, through the gradient scaler (a step whose
-        gradients overflowed is skipped and the scale lowered)."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def step(self, loss: Tensor, extra: Tensor | None = None) -> None:
+        """One optimiser step on ``loss`` plus ``extra`` (what :meth:`extra_loss` returned); with
+        fp16, through the gradient scaler (a step whose gradients overflowed is skipped and the
+        scale lowered)."""
+        self.backward(loss, extra)
         if self.scaler is None:
-            loss.backward()
             self.optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.after_update()
+
+    def backward(self, loss: Tensor, extra: Tensor | None = None) -> None:
+        """The gradient of ``loss`` plus ``extra`` into ``.grad``, from zero (scaled with fp16)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total = loss if extra is None else loss + extra
+        (total if self.scaler is None else self.scaler.scale(total)).backward()
+
+    def after_update(self) -> None:
+        """Called after every optimiser step (a regulariser's bookkeeping, e.g. SI's path integral)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume at a task boundary (subclasses add their own state)."""

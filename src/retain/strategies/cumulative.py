@@ -16,6 +16,7 @@ class Cumulative(Strategy):
 
     family = "bound"
     needs_boundaries = True
+    accepts_regularisers = True
     default_study = False  # joint is the default study's upper bound; this one costs T(T+1)/2 tasks of training
 
     def training_experiences(self, seen: list[Experience]) -> list[Experience]:

@@ -42,11 +42,12 @@ class DER(ReplayStrategy):
 
     Config = DERConfig
     amp_modes = ("bf16", "fp16")
+    accepts_regularisers = True
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         with self.autocast():
             loss, outputs, logged = self._losses(x, y)
-        self.step(loss)
+        self.step(loss, self.extra_loss(x, y, outputs))
         # Logits are stored in float32 whatever the precision of the forward pass.
         self.remember(x, y, task, plain=plain, logits=outputs.detach().float())
         return {"loss": loss.detach(), **logged}

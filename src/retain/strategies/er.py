@@ -94,13 +94,16 @@ class ER(ReplayStrategy):
     cost = "a reservoir buffer of past samples; one extra forward/backward on a buffer batch per step"
     amp_modes = ("bf16", "fp16")
 
+    accepts_regularisers = True  # a regulariser's term sees the current batch's rows (er+ewc)
+
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         inputs, labels = x, y
         if len(self.buffer):
             replay = self.replay(self.config.replay_batch_size)
             inputs, labels = torch.cat([x, replay.x]), torch.cat([y, replay.y])
         with self.autocast():
-            loss = F.cross_entropy(self.model(inputs), labels)
-        self.step(loss)
+            logits = self.model(inputs)
+            loss = F.cross_entropy(logits, labels)
+        self.step(loss, self.extra_loss(x, y, logits[: len(y)]))
         self.remember(x, y, task, plain=plain)
         return {"loss": loss.detach()}

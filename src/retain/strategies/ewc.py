@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from retain.benchmarks.base import Experience
-from retain.strategies.base import Strategy, register_strategy
+from retain.strategies.base import register_strategy
 from retain.strategies.config import StrategyConfig, hp
 from retain.strategies.penalties import (
     FISHER_KINDS,
@@ -26,6 +25,7 @@ from retain.strategies.penalties import (
     sample_inputs,
     trainable,
 )
+from retain.strategies.regulariser import Regularised, Regulariser
 
 
 @dataclass
@@ -40,25 +40,12 @@ class EWCConfig(StrategyConfig):
     fisher_samples: int = hp(512, "EWC: training samples of the finished task used for the Fisher", low=1)
 
 
-@register_strategy("ewc")
-class EWC(Strategy):
-    """Cross-entropy plus a Fisher-weighted quadratic pull towards earlier tasks' solutions.
+class EWCPenalty(Regulariser):
+    """(lambda/2) sum_k sum_i F_k,i (theta_i - theta*_k,i)^2 over the (Fisher, anchor) pairs taken
+    at each task's end: one pair per task, or exactly one in online mode."""
 
-    The diagonal Fisher information is computed at the end of each task (``online``: one running
-    Fisher and one anchor)."""
-
-    cost = ("stores a parameter copy and a diagonal Fisher per task (online: one of each); one extra pass over "
-            "the data at each task's end")
-
-    family = "regularisation"
-
-    Config = EWCConfig
-    amp_modes = ("bf16", "fp16")  # the Fisher is taken outside autocast, in float32
-    needs_boundaries = True  # the Fisher and the anchor are taken at task end
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # One (Fisher, anchor) pair per task, or exactly one pair in online mode.
+    def __init__(self, model, config: EWCConfig):
+        super().__init__(model, config)
         self.fishers: list[dict[str, Tensor]] = []
         self.anchors: list[dict[str, Tensor]] = []
         self._gen = torch.Generator().manual_seed(0)
@@ -66,19 +53,16 @@ class EWC(Strategy):
     def penalty(self) -> Tensor:
         params = trainable(self.model)
         terms = [quadratic_penalty(params, f, a) for f, a in zip(self.fishers, self.anchors)]
-        return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum() if terms else torch.zeros(())
+        return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum() if terms else self.zero()
 
-    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
-        with self.autocast():
-            ce = F.cross_entropy(self.model(x), y)
-        pen = self.penalty()  # float32, outside autocast (the Fisher is taken in float32 at task end)
-        self.step(ce + pen)
-        return {"loss": ce.detach(), "penalty": pen.detach()}
+    def loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
+        return self.penalty()  # float32: parameters, Fisher and anchor all are (outside autocast)
 
     def end_task(self, experience: Experience) -> None:
         cfg = self.config
         x, y = sample_inputs(experience, cfg.fisher_samples, self._gen)
-        fisher = fisher_diagonal(self.model, x, y, kind=cfg.fisher, generator=self._gen)
+        with self.float32():  # per-sample squared gradients would underflow in reduced precision
+            fisher = fisher_diagonal(self.model, x, y, kind=cfg.fisher, generator=self._gen)
         anchor = detached_copy(trainable(self.model))
         if cfg.online and self.fishers:
             self.fishers = [{n: cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}]
@@ -93,10 +77,25 @@ class EWC(Strategy):
         return {"ewc_stored_floats": numel, "ewc_fisher_mean": mean_f[0] if mean_f else 0.0}
 
     def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {"fishers": self.fishers, "anchors": self.anchors,
-                                       "generator": self._gen.get_state()}
+        return {"fishers": self.fishers, "anchors": self.anchors, "generator": self._gen.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.fishers, self.anchors = state["fishers"], state["anchors"]
+        self.fishers = [self.on_model(f) for f in state["fishers"]]
+        self.anchors = [self.on_model(a) for a in state["anchors"]]
         self._gen.set_state(state["generator"])
+
+
+@register_strategy("ewc")
+class EWC(Regularised):
+    """Cross-entropy plus a Fisher-weighted quadratic pull towards earlier tasks' solutions.
+
+    The diagonal Fisher information is computed at the end of each task (``online``: one running
+    Fisher and one anchor)."""
+
+    cost = ("stores a parameter copy and a diagonal Fisher per task (online: one of each); one extra pass over "
+            "the data at each task's end")
+
+    Config = EWCConfig
+    amp_modes = ("bf16", "fp16")  # the Fisher and the penalty are float32, outside autocast
+    regulariser = EWCPenalty
+    needs_boundaries = True  # the Fisher and the anchor are taken at task end

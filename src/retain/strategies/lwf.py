@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retain.benchmarks.base import Experience
-from retain.strategies.base import Strategy, register_strategy
+from retain.strategies.base import register_strategy
 from retain.strategies.config import StrategyConfig, hp
+from retain.strategies.regulariser import Regularised, Regulariser
 
 
 @dataclass
@@ -41,43 +42,26 @@ def distillation(logits: Tensor, old_logits: Tensor, temperature: float) -> Tens
     return F.kl_div(log_p, log_q, log_target=True, reduction="batchmean") * temperature**2
 
 
-@register_strategy("lwf")
-class LwF(Strategy):
-    """CE on the new task + alpha * T^2 * KL(old || new) at temperature T, on the old classes.
+class LwFDistillation(Regulariser):
+    """alpha * T^2 * KL(old || new) on the current inputs over the classes seen before, the
+    teacher being a frozen copy of the model taken at the last task end."""
 
-    The T^2 factor is not in Li & Hoiem's loss; it keeps the distillation gradient's scale
-    independent of T, so ``lwf_alpha`` means the same at every temperature. Without it the term
-    would be T^2 times weaker (4x at the default T = 2): divide ``lwf_alpha`` by T^2 to compare
-    with implementations that leave it out."""
-
-    cost = "a frozen copy of the previous model; one extra forward pass per batch, no data kept"
-
-    family = "regularisation"
-
-    Config = LwFConfig
-    amp_modes = ("bf16", "fp16")
-    needs_boundaries = True  # the teacher is the model as it was at the last task end
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model: nn.Module, config: LwFConfig):
+        super().__init__(model, config)
         self.old_model: nn.Module | None = None
         self.old_classes: list[int] = []
 
     def distill_loss(self, x: Tensor, logits: Tensor) -> Tensor:
         if self.old_model is None or not self.old_classes:
-            return torch.zeros(())
-        with torch.no_grad():
+            return self.zero()
+        with torch.no_grad(), self.autocast():  # the teacher's forward in the run's precision
             old = self.old_model(x)
-        cols = torch.tensor(self.old_classes)
-        return distillation(logits[:, cols], old[:, cols], self.config.lwf_temperature)
+        cols = torch.tensor(self.old_classes, device=logits.device)
+        # The softmaxes and the KL in float32 whatever the precision of the two forward passes.
+        return distillation(logits[:, cols].float(), old[:, cols].float(), self.config.lwf_temperature)
 
-    def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
-        with self.autocast():
-            logits = self.model(x)
-            ce = F.cross_entropy(logits, y)
-            kd = self.distill_loss(x, logits)
-        self.step(ce + self.config.lwf_alpha * kd)
-        return {"loss": ce.detach(), "distill": kd.detach()}
+    def loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
+        return self.config.lwf_alpha * self.distill_loss(x, logits)
 
     def end_task(self, experience: Experience) -> None:
         self.old_model = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -88,12 +72,28 @@ class LwF(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         old = self.old_model.state_dict() if self.old_model is not None else {}
-        return super().state_dict() | {"old_model": old, "old_classes": torch.tensor(self.old_classes)}
+        return {"old_model": old, "old_classes": torch.tensor(self.old_classes)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         self.old_classes = [int(c) for c in state["old_classes"]]
         self.old_model = None
         if state["old_model"]:
             self.old_model = copy.deepcopy(self.model).eval().requires_grad_(False)
             self.old_model.load_state_dict(state["old_model"])
+
+
+@register_strategy("lwf")
+class LwF(Regularised):
+    """CE on the new task + alpha * T^2 * KL(old || new) at temperature T, on the old classes.
+
+    The T^2 factor is not in Li & Hoiem's loss; it keeps the distillation gradient's scale
+    independent of T, so ``lwf_alpha`` means the same at every temperature. Without it the term
+    would be T^2 times weaker (4x at the default T = 2): divide ``lwf_alpha`` by T^2 to compare
+    with implementations that leave it out."""
+
+    cost = "a frozen copy of the previous model; one extra forward pass per batch, no data kept"
+
+    Config = LwFConfig
+    amp_modes = ("bf16", "fp16")  # the distillation is taken in float32 from the reduced-precision logits
+    regulariser = LwFDistillation
+    needs_boundaries = True  # the teacher is the model as it was at the last task end

@@ -10,3 +10,4 @@ class Naive(Strategy):
     cost = "no extra memory or compute"
 
     family = "bound"
+    accepts_regularisers = True  # naive+ewc is EWC: the base of any regulariser alone
