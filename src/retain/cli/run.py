@@ -147,7 +147,8 @@ def _configs(args: argparse.Namespace):
                                 task_free=args.task_free, plasticity=args.plasticity_of(args),
                                 blur=args.blur, params=strategy_params,
                                 benchmark_options=dict(args.benchmark_option or ()),
-                                backbone_options=dict(args.backbone_option or ()), **run_kwargs)
+                                backbone_options=dict(args.backbone_option or ()), device=args.device,
+                                amp=args.amp, deterministic=args.deterministic, **run_kwargs)
                 out.append(cfg.resolve())  # the one place a run is checked and its defaults filled
     return out
 
@@ -237,6 +238,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _check_how(args)
     study = _study(args)
+    if any(c.deterministic and c.device.startswith("cuda") for c in study.configs):
+        from retain.training.device import CUBLAS_WORKSPACE
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)  # before a worker starts cuBLAS
     if args.checkpoint_dir:  # a bad checkpoint of any run: one line, before anything is written
         from retain.training.checkpoint import load, path_for
 
@@ -312,6 +317,17 @@ def add_parser(sub) -> None:
                      help="a benchmark option, repeatable (e.g. permute_fraction=0.5; verify=false)")
     run.add_argument("--backbone-option", action="append", type=_option, metavar="KEY=VALUE",
                      help="a backbone option, repeatable (e.g. nf=20 for resnet18-reduced)")
+    run.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N|mps",
+                     help="where runs compute (default auto: the first CUDA device when there is one, else the "
+                          "CPU); a device that is not here is refused. Runs on an accelerator take turns on it "
+                          "(--workers auto is 1); docs/architecture.md")
+    run.add_argument("--amp", choices=("bf16", "fp16"), help="mixed precision: forward passes and losses in "
+                     "bfloat16 or float16 (fp16 with a gradient scaler); regulariser statistics stay float32. "
+                     "Default float32")
+    run.add_argument("--deterministic", action="store_true",
+                     help="deterministic CUDA kernels (torch.use_deterministic_algorithms, "
+                          "CUBLAS_WORKSPACE_CONFIG=:4096:8): reproducible GPU numbers, slower (often 10-30%%); "
+                          "CPU runs are deterministic already")
     run.add_argument("--task-free", action="store_true", help="no task boundaries reach the strategy")
     from retain.plasticity.flags import add_plasticity_flags
 

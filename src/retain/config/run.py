@@ -131,6 +131,9 @@ class RunConfig:
     benchmark_options: dict[str, Any] = field(default_factory=dict)
     backbone_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"nf": 20} for resnet18-reduced
     plasticity: dict[str, Any] = field(default_factory=dict)  # plasticity fixes, see retain.plasticity
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (retain.training.device)
+    amp: str | None = None  # mixed precision: bf16 | fp16; None is float32
+    deterministic: bool = False  # deterministic CUDA kernels (slower; retain.training.device)
 
     def resolve(self) -> RunSpec:
         """The frozen, fully resolved run: defaults filled, every value checked, the strategy's
@@ -165,6 +168,12 @@ class RunConfig:
         check_options(f"backbone {d['backbone']}", backbone, d["backbone_options"])
         check_options(f"benchmark {d['benchmark']}", bench_factory, d["benchmark_options"])
         _check_numbers(d)
+        from retain.training.device import check_amp, resolve_device
+
+        d["device"] = resolve_device(d["device"])
+        check_amp(d["amp"], d["device"], cls)
+        if not isinstance(d["deterministic"], bool):
+            raise ConfigError(f"deterministic must be true or false, got {d['deterministic']!r}")
         strategy_config = cls.Config.from_params(self.strategy, d["params"])
         PlasticityConfig.from_dict(d["plasticity"])
         from retain.plugins import sources_of
@@ -231,9 +240,13 @@ def _check_numbers(d: dict[str, Any]) -> None:
 def _keyed(d: dict[str, Any], params: dict[str, Any], plugins: tuple[PluginSource, ...]) -> dict[str, Any]:
     """What the run key hashes: the resolved values, with the strategy's hyperparameters filled in
     and only the keys that strategy uses. The data directory is left out (checksums pin the data);
-    fields added later are left out at their default, so the keys of older runs stay valid; the
+    fields added later are left out at their default (device, amp and determinism: for a float32
+    CPU run, see :func:`retain.training.device.key_fields`), so the keys of older runs stay valid; the
     source hash of every plugin the run uses is in, so changing a plugin's code reruns its runs."""
-    out = {k: v for k, v in d.items() if k != "data_dir"}
+    from retain.training.device import key_fields
+
+    out = {k: v for k, v in d.items() if k not in ("data_dir", "device", "amp", "deterministic")}
+    out.update(key_fields(d["device"], d["amp"], d["deterministic"]))
     out["hidden"] = list(out["hidden"])
     out["params"] = params
     for name in ("backbone_options", "blur", "plasticity"):
@@ -269,6 +282,9 @@ class RunSpec:
     benchmark_options: dict[str, Any]
     backbone_options: dict[str, Any]
     plasticity: dict[str, Any]
+    device: str  # concrete: cpu, cuda:N or mps
+    amp: str | None
+    deterministic: bool
     plugins: tuple[PluginSource, ...]
     key: str
     resolved: dict[str, Any] = field(repr=False)

@@ -100,7 +100,8 @@ class Probes:
             events += forgetting.sudden_forgetting_events(R, t, cfg.forgetting_threshold,
                                                           advice=advice.advice("sudden_forgetting", family))
         probes.update(forgetting.forgetting_probes(R, t))
-        probes.update(activation_probes(ctx.strategy.model, exp.prepare(exp.test_x[: cfg.batch]), cfg.tau))
+        x = exp.prepare(exp.test_x[: cfg.batch]).to(getattr(ctx.strategy, "device", "cpu"))  # where the model is
+        probes.update(activation_probes(ctx.strategy.model, x, cfg.tau))
         self.learn.append(R[t][t])
         self.dormant.append(probes.get("dormant_redo", 0.0))
         probes["learning_acc_slope"] = collapse.slope(self.learn[-cfg.collapse_window:])

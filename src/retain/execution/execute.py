@@ -24,13 +24,15 @@ def _threads() -> int:
 def finished_record(result: RunResult, *, study: str, started_at: float) -> RunRecord:
     cfg = result.config
     kept = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
-            if f.name not in ("config", "key", "stats", "peak_mem_source", "scenario")}
+            if f.name not in ("config", "key", "stats", "peak_mem_source", "scenario", "device",
+                              "peak_device_mem_mb")}
     return RunRecord(
         run_key=result.key, study=study, benchmark=cfg.benchmark, strategy=cfg.strategy, seed=cfg.seed,
         config=cfg.resolved, versions=versions(), revision=revision(), status="finished",
         started_at=started_at, finished_at=time.time(), **kept,
         extra={"stats": result.stats, "order": cfg.order, "threads": _threads(), "scenario": result.scenario,
-               "peak_mem_source": result.peak_mem_source},
+               "peak_mem_source": result.peak_mem_source, "device": result.device}
+        | ({"peak_device_mem_mb": result.peak_device_mem_mb} if result.peak_device_mem_mb is not None else {}),
     )
 
 

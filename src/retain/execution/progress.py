@@ -35,8 +35,9 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
     already = len(store.runs(run_key=keys)) if keys else 0
     if already:
         console.print(f"{already} of {len(keys)} runs already finished in {store.path}; running the rest")
-    if workers is None:
-        workers = auto_workers(len(keys) - already, backend)
+    if workers is None:  # runs on an accelerator share it one at a time (a process each would each hold a context)
+        on_device = any(c.device != "cpu" for c in study.configs)
+        workers = 1 if on_device and backend == "local" else auto_workers(len(keys) - already, backend)
     with make_progress() as bar:
         bar.disable = quiet
         overall = bar.add_task(f"study {study.name}".strip(), total=len(keys), completed=already)

@@ -47,7 +47,7 @@ class ClassBalancedBuffer(ReservoirBuffer):
         if new:
             self.arrival += new
             self._rebalance()
-        task_t = torch.as_tensor(task, dtype=torch.int64).expand(y.shape[0])
+        task_t = torch.as_tensor(task, dtype=torch.int64, device=y.device).expand(y.shape[0])
         stored = 0
         for cls in y.unique().tolist():  # a loop over classes, not samples
             items = (y == cls).nonzero().squeeze(1)

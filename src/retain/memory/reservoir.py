@@ -63,8 +63,10 @@ class ReplayBatch:
 class ReservoirBuffer:
     """A fixed-size uniform sample of everything seen, stored as preallocated tensors.
 
-    Inputs are stored in the dtype and shape of the first batch inserted; memory never grows past
-    ``capacity`` rows whatever the stream length. ``sample`` draws without replacement.
+    Inputs are stored in the dtype and shape of the first batch inserted, on its device (labels,
+    task ids and stream counts follow it there); memory never grows past ``capacity`` rows whatever
+    the stream length. ``sample`` draws without replacement. The random draws and the slot indices
+    they give are made on the CPU, as on a CPU run, whatever the device.
     """
 
     def __init__(self, capacity: int, *, seed: int | None = None):
@@ -87,6 +89,8 @@ class ReservoirBuffer:
 
     def _allocate(self, x: Tensor, logits: Tensor | None) -> None:
         self.x = torch.zeros((self.capacity, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        self.y, self.task = self.y.to(x.device), self.task.to(x.device)
+        self.seen_per_class, self.seen_per_task = self.seen_per_class.to(x.device), self.seen_per_task.to(x.device)
         if logits is not None:
             self.logits = torch.zeros((self.capacity, *logits.shape[1:]), dtype=logits.dtype, device=x.device)
 
@@ -119,7 +123,8 @@ class ReservoirBuffer:
         else:  # the common case, one task id per batch: no tensor op on the hot path
             if task >= len(self.seen_per_task):
                 self.seen_per_task = torch.cat([self.seen_per_task,
-                                                torch.zeros(task + 1 - len(self.seen_per_task), dtype=torch.int64)])
+                                                torch.zeros(task + 1 - len(self.seen_per_task), dtype=torch.int64,
+                                                            device=self.seen_per_task.device)])
             self.seen_per_task[task] += b
 
     def sample(self, k: int) -> ReplayBatch:

@@ -37,6 +37,8 @@ class AGEM(ReplayStrategy):
     """Project the current gradient when it conflicts with the memory's reference gradient."""
 
     cost = "a reservoir buffer; one extra gradient on a buffer batch and a projection per step"
+    amp_modes = ("bf16",)
+    amp_note = "A-GEM projects raw float32 gradients; fp16 would need them unscaled first (use bf16)"
 
     accepts_regularisers = True
 
@@ -50,15 +52,18 @@ class AGEM(ReplayStrategy):
                           for g, p in zip(grads, params)])
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
-        self.backward(loss, self.extra_loss(x, y, logits))
+        with self.autocast():  # forward passes only: gradients of float32 weights are float32
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+        self.backward(loss, self.extra_loss(x, y, logits))  # bf16 only: no scaler, raw gradients
         grad = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                           for p in self._params()])
         logged = {}
         if len(self.buffer):
             replay = self.replay(self.config.replay_batch_size)
-            ref = self._flat_grad(F.cross_entropy(self.model(replay.x), replay.y))
+            with self.autocast():
+                ref_loss = F.cross_entropy(self.model(replay.x), replay.y)
+            ref = self._flat_grad(ref_loss)
             grad, dot = project(grad, ref)
             logged["projected"] = (dot < 0).float()
         self._apply(grad)

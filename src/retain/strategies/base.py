@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -55,17 +56,38 @@ class Strategy:
     description: ClassVar[str] = ""
     #: What it costs in memory and compute beyond naive fine-tuning, for the same table.
     cost: ClassVar[str] = ""
+    #: Mixed precisions (``--amp``) this class's ``observe`` supports: it runs its forward passes and
+    #: losses inside :meth:`autocast` and steps with :meth:`step` (or unscales as fp16 needs). A
+    #: subclass that overrides ``observe`` supports none until it declares its own (see amp_support).
+    amp_modes: ClassVar[tuple[str, ...]] = ("bf16", "fp16")
+    #: Why a precision the class leaves out of ``amp_modes`` cannot work, for the error message.
+    amp_note: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, config: StrategyConfig, *, make_optimizer: OptimizerFactory,
-                 num_classes: int, device: torch.device | str = "cpu"):
-        self.model = model
+                 num_classes: int, device: torch.device | str = "cpu", amp: str | None = None):
+        self.device = torch.device(device)
+        self.model = model.to(self.device)  # before the optimiser is made, so its state lives there too
         self.config = config
         self.make_optimizer = make_optimizer
         self.num_classes = num_classes
-        self.device = torch.device(device)
+        self.amp = amp
+        # fp16 needs loss scaling (its gradients underflow); bf16 has float32's range and does not.
+        self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
         self.optimizer = make_optimizer(p for p in model.parameters() if p.requires_grad)
         self.task = -1
         self.augment: Callable[[Tensor], Tensor] | None = None  # set by the loop before each task
+
+    @classmethod
+    def amp_support(cls) -> tuple[tuple[str, ...], str]:
+        """(precisions ``observe`` supports, why others are refused). ``amp_modes`` counts only when
+        declared by the class that defines ``observe`` or a subclass of it: a strategy that writes
+        its own ``observe`` and says nothing supports no mixed precision, so ``--amp`` is refused
+        for it rather than silently ignored."""
+        owner = next(k for k in cls.__mro__ if "observe" in vars(k))
+        declared = next(k for k in cls.__mro__ if "amp_modes" in vars(k))
+        if not issubclass(declared, owner):
+            return (), f"{cls.__name__} defines its own observe and declares no amp_modes"
+        return cls.amp_modes, cls.amp_note or "its observe does not support that precision"
 
     @classmethod
     def check_benchmark(cls, config: StrategyConfig, benchmark: Any, run: Any) -> None:
@@ -87,9 +109,10 @@ class Strategy:
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
         """One optimiser step on the batch ``(x, y)`` of ``task``. ``plain`` is ``x`` before
         augmentation, None when the batch was not augmented (then ``x`` is plain already)."""
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
-        self.step(loss, self.extra_loss(x, y, logits))
+        with self.autocast():
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, y)
+        self.step(loss, self.extra_loss(x, y, logits))  # the terms choose their own precision
         return {"loss": loss.detach()}
 
     def end_task(self, experience: Experience) -> None:
@@ -116,28 +139,48 @@ class Strategy:
         return None
 
     # ---- helpers -----------------------------------------------------------------------------
+    def autocast(self):
+        """The context to run forward passes and losses in: autocast to the run's ``--amp`` precision
+        on its device, or nothing for a float32 run. Statistics that must stay float32 (Fisher,
+        path integrals, gradient projections, regularisers' penalties) are computed outside it."""
+        if self.amp is None:
+            return contextlib.nullcontext()
+        from retain.training.device import AMP_DTYPES
+
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp])
+
     def step(self, loss: Tensor, extra: Tensor | None = None) -> None:
-        """One optimiser step on ``loss`` plus ``extra`` (what :meth:`extra_loss` returned)."""
+        """One optimiser step on ``loss`` plus ``extra`` (what :meth:`extra_loss` returned); with
+        fp16, through the gradient scaler (a step whose gradients overflowed is skipped and the
+        scale lowered)."""
         self.backward(loss, extra)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.after_update()
 
     def backward(self, loss: Tensor, extra: Tensor | None = None) -> None:
-        """The gradient of ``loss`` plus ``extra`` into ``.grad``, from zero."""
+        """The gradient of ``loss`` plus ``extra`` into ``.grad``, from zero (scaled with fp16)."""
         self.optimizer.zero_grad(set_to_none=True)
-        (loss if extra is None else loss + extra).backward()
+        total = loss if extra is None else loss + extra
+        (total if self.scaler is None else self.scaler.scale(total)).backward()
 
     def after_update(self) -> None:
         """Called after every optimiser step (a regulariser's bookkeeping, e.g. SI's path integral)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume at a task boundary (subclasses add their own state)."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "task": self.task}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "task": self.task}
+        return state | ({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.task = state["task"]
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

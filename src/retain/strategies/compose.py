@@ -120,6 +120,15 @@ def merged_config(name: str, parts: list[tuple[str, type[Strategy]]]) -> type[St
     return dataclasses.make_dataclass(cls_name, fields, bases=(StrategyConfig,), namespace={"__module__": __name__})
 
 
+def amp_support(parts: list[tuple[str, type[Strategy]]]) -> dict[str, Any]:
+    """``amp_modes`` and ``amp_note`` of a composite: the precisions every part supports (each
+    part's step runs inside the composite's), and why each part that leaves one out does."""
+    support = [(part, *cls.amp_support()) for part, cls in parts]
+    modes = tuple(m for m in support[0][1] if all(m in ms for _, ms, _ in support))
+    notes = [f"{part}: {why}" for part, ms, why in support if set(Strategy.amp_modes) - set(ms)]
+    return {"amp_modes": modes, "amp_note": "; ".join(notes)}
+
+
 def _doc(parts: list[tuple[str, type[Strategy]]]) -> str:
     names = " + ".join(p for p, _ in parts[1:])
     lines = [f"{parts[0][0]} with {names} added to its loss: composite, built by name.", ""]
@@ -151,6 +160,7 @@ def compose(name: str) -> type[Strategy]:
         "default_study": False,
         "accepts_regularisers": False,
         "run_defaults": {k: v for _, cls in reversed(parts) for k, v in cls.run_defaults.items()},
+        **amp_support(parts),
     }
     cls_name = "".join(p.title().replace("-", "") for p in names)
     return type(cls_name, (Composite, base), namespace)

@@ -41,9 +41,18 @@ class DER(ReplayStrategy):
     cost = "a buffer of samples with their logits; one extra forward on a buffer batch per step"
 
     Config = DERConfig
+    amp_modes = ("bf16", "fp16")
     accepts_regularisers = True
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:
+        with self.autocast():
+            loss, outputs, logged = self._losses(x, y)
+        self.step(loss, self.extra_loss(x, y, outputs))
+        # Logits are stored in float32 whatever the precision of the forward pass.
+        self.remember(x, y, task, plain=plain, logits=outputs.detach().float())
+        return {"loss": loss.detach(), **logged}
+
+    def _losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
         outputs = self.model(x)
         loss = F.cross_entropy(outputs, y)
@@ -61,6 +70,4 @@ class DER(ReplayStrategy):
                 replay_ce = F.cross_entropy(self.model(second.x), second.y)
                 loss = loss + beta * replay_ce
                 logged["replay_ce"] = replay_ce.detach()
-        self.step(loss, self.extra_loss(x, y, outputs))
-        self.remember(x, y, task, plain=plain, logits=outputs.detach())
-        return {"loss": loss.detach(), **logged}
+        return loss, outputs, logged

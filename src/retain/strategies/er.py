@@ -92,6 +92,7 @@ class ER(ReplayStrategy):
     """Experience replay: CE over [current batch; buffer batch], then reservoir insertion."""
 
     cost = "a reservoir buffer of past samples; one extra forward/backward on a buffer batch per step"
+    amp_modes = ("bf16", "fp16")
 
     accepts_regularisers = True  # a regulariser's term sees the current batch's rows (er+ewc)
 
@@ -100,8 +101,9 @@ class ER(ReplayStrategy):
         if len(self.buffer):
             replay = self.replay(self.config.replay_batch_size)
             inputs, labels = torch.cat([x, replay.x]), torch.cat([y, replay.y])
-        logits = self.model(inputs)
-        loss = F.cross_entropy(logits, labels)
+        with self.autocast():
+            logits = self.model(inputs)
+            loss = F.cross_entropy(logits, labels)
         self.step(loss, self.extra_loss(x, y, logits[: len(y)]))
         self.remember(x, y, task, plain=plain)
         return {"loss": loss.detach()}

@@ -53,15 +53,16 @@ class EWCPenalty(Regulariser):
     def penalty(self) -> Tensor:
         params = trainable(self.model)
         terms = [quadratic_penalty(params, f, a) for f, a in zip(self.fishers, self.anchors)]
-        return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum() if terms else torch.zeros(())
+        return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum() if terms else self.zero()
 
     def loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
-        return self.penalty()
+        return self.penalty()  # float32: parameters, Fisher and anchor all are (outside autocast)
 
     def end_task(self, experience: Experience) -> None:
         cfg = self.config
         x, y = sample_inputs(experience, cfg.fisher_samples, self._gen)
-        fisher = fisher_diagonal(self.model, x, y, kind=cfg.fisher, generator=self._gen)
+        with self.float32():  # per-sample squared gradients would underflow in reduced precision
+            fisher = fisher_diagonal(self.model, x, y, kind=cfg.fisher, generator=self._gen)
         anchor = detached_copy(trainable(self.model))
         if cfg.online and self.fishers:
             self.fishers = [{n: cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}]
@@ -79,7 +80,8 @@ class EWCPenalty(Regulariser):
         return {"fishers": self.fishers, "anchors": self.anchors, "generator": self._gen.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.fishers, self.anchors = state["fishers"], state["anchors"]
+        self.fishers = [self.on_model(f) for f in state["fishers"]]
+        self.anchors = [self.on_model(a) for a in state["anchors"]]
         self._gen.set_state(state["generator"])
 
 
@@ -94,5 +96,6 @@ class EWC(Regularised):
             "the data at each task's end")
 
     Config = EWCConfig
+    amp_modes = ("bf16", "fp16")  # the Fisher and the penalty are float32, outside autocast
     regulariser = EWCPenalty
     needs_boundaries = True  # the Fisher and the anchor are taken at task end

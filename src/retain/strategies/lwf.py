@@ -53,11 +53,12 @@ class LwFDistillation(Regulariser):
 
     def distill_loss(self, x: Tensor, logits: Tensor) -> Tensor:
         if self.old_model is None or not self.old_classes:
-            return torch.zeros(())
-        with torch.no_grad():
+            return self.zero()
+        with torch.no_grad(), self.autocast():  # the teacher's forward in the run's precision
             old = self.old_model(x)
-        cols = torch.tensor(self.old_classes)
-        return distillation(logits[:, cols], old[:, cols], self.config.lwf_temperature)
+        cols = torch.tensor(self.old_classes, device=logits.device)
+        # The softmaxes and the KL in float32 whatever the precision of the two forward passes.
+        return distillation(logits[:, cols].float(), old[:, cols].float(), self.config.lwf_temperature)
 
     def loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
         return self.config.lwf_alpha * self.distill_loss(x, logits)
@@ -93,5 +94,6 @@ class LwF(Regularised):
     cost = "a frozen copy of the previous model; one extra forward pass per batch, no data kept"
 
     Config = LwFConfig
+    amp_modes = ("bf16", "fp16")  # the distillation is taken in float32 from the reduced-precision logits
     regulariser = LwFDistillation
     needs_boundaries = True  # the teacher is the model as it was at the last task end

@@ -13,8 +13,12 @@ with that gradient in ``.grad``, adds the terms' gradients, steps, and calls
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from retain.benchmarks.base import Experience
@@ -26,7 +30,9 @@ class Regulariser:
     """One regularisation method's loss term and its state, for one model.
 
     Holds a reference to the model it regularises and its own hyperparameters (the strategy's
-    ``Config``); learned state (Fisher, importance, a frozen teacher) is created by its hooks."""
+    ``Config``); learned state (Fisher, importance, a frozen teacher) is created by its hooks, on
+    the model's device and in float32. Its :meth:`loss` is asked for outside autocast (float32);
+    ``autocast`` is the run's precision context, for forward passes of its own (LwF's teacher)."""
 
     #: True when it must see the gradient of the unregularised loss before each optimiser step
     #: and the parameters after it (SI's path integral).
@@ -35,6 +41,25 @@ class Regulariser:
     def __init__(self, model: nn.Module, config: StrategyConfig):
         self.model = model
         self.config = config
+        #: The strategy's ``--amp`` context (set by :class:`Regularised`); none by default.
+        self.autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are (CPU for a model without any)."""
+        return next(self.model.parameters(), torch.zeros(())).device
+
+    def zero(self) -> Tensor:
+        """A float32 zero on the model's device: the term before there is anything to regularise."""
+        return torch.zeros((), device=self.device)
+
+    def float32(self) -> AbstractContextManager:
+        """A context with autocast off on the model's device: statistics taken in it are float32."""
+        return torch.autocast(self.device.type, enabled=False)
+
+    def on_model(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``tensors`` (name -> tensor, e.g. read from a checkpoint) on the model's device."""
+        return {n: t.to(self.device) for n, t in tensors.items()}
 
     def loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
         """The weighted term added to the loss of the batch ``(x, y)`` of the current task, whose
@@ -76,12 +101,16 @@ class Regularised(Strategy):
     def __init__(self, model: nn.Module, config: StrategyConfig, **kwargs):
         super().__init__(model, config, **kwargs)
         self.regularisers: dict[str, Regulariser] = self.make_regularisers(config)
+        for reg in self.regularisers.values():
+            reg.autocast = self.autocast
         self.terms: dict[str, Tensor] = {}  # each regulariser's last term, detached, for logging
 
     def make_regularisers(self, config: StrategyConfig) -> dict[str, Regulariser]:
         return {self.name: self.regulariser(self.model, config)}
 
     def extra_loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
+        # Called outside autocast: each term is float32 (a reduced-precision forward inside it
+        # is the regulariser's own choice, through its ``autocast``).
         total = None
         for name, reg in self.regularisers.items():
             term = reg.loss(x, y, logits)
@@ -96,6 +125,8 @@ class Regularised(Strategy):
         tracking = [r for r in self.regularisers.values() if r.tracks_updates]
         if not tracking or extra is None:
             return super().backward(loss, extra)
+        # Unscaled: a regulariser that reads raw gradients (SI) supports no fp16 (amp_modes), so
+        # there is no scaler here.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=True)  # a term may share the forward graph (LwF's logits)
         for reg in tracking:

@@ -54,7 +54,8 @@ class SIPenalty(Regulariser):
         self.start = detached_copy(trainable(self.model))
 
     def loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
-        # Zero, with a zero gradient, until the first task ends (Omega = 0).
+        # Zero, with a zero gradient, until the first task ends (Omega = 0). Float32: parameters,
+        # Omega and anchor all are, and the strategy asks for it outside autocast.
         return quadratic_penalty(trainable(self.model), self.importance, self.anchor).mul(self.config.si_c)
 
     def before_update(self) -> None:
@@ -87,8 +88,8 @@ class SIPenalty(Regulariser):
                 "start": getattr(self, "start", self.anchor)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.omega, self.importance = state["omega"], state["importance"]
-        self.anchor, self.start = state["anchor"], state["start"]
+        self.omega, self.importance = self.on_model(state["omega"]), self.on_model(state["importance"])
+        self.anchor, self.start = self.on_model(state["anchor"]), self.on_model(state["start"])
 
 
 @register_strategy("si")
@@ -98,5 +99,7 @@ class SI(Regularised):
     cost = "3 parameter-sized tensors, updated at every step"
 
     Config = SIConfig
+    amp_modes = ("bf16",)
+    amp_note = "SI's path integral reads raw gradients; fp16 would need them unscaled first (use bf16)"
     regulariser = SIPenalty
     needs_boundaries = True  # importance is consolidated and the anchor moves at task end

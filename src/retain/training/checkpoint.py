@@ -153,7 +153,9 @@ class Checkpointer:
         blob = load(self.path, run_key=self.run_key)
         if blob is None:
             return 0
-        strategy.load_state_dict(blob["strategy"])
+        from retain.training.device import tensors_to
+
+        strategy.load_state_dict(tensors_to(blob["strategy"], strategy.device))  # read onto the CPU first
         states = blob["hooks"]
         for name, hook in _stateful(hooks).items():
             if name not in states:

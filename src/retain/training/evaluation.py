@@ -17,17 +17,20 @@ def _class_mask(classes: tuple[int, ...], num_classes: int) -> Tensor:
 @torch.inference_mode()
 def accuracy(model: nn.Module, exp: Experience, *, task_il: bool, num_classes: int,
              batch_size: int = 2048) -> float:
-    """Top-1 accuracy on ``exp``'s test set; task-IL restricts the logits to its classes."""
+    """Top-1 accuracy on ``exp``'s test set; task-IL restricts the logits to its classes. Each batch
+    goes to the model's device in its storage dtype and is transformed there (``exp``'s transform
+    must work on that device: see :func:`retain.training.device.experience_on`); the count of
+    correct answers stays on the device until the end."""
     device = next(model.parameters()).device
     mask = _class_mask(exp.classes, num_classes).to(device) if task_il else None
-    correct, n = 0, int(exp.test_y.shape[0])
+    correct, n = torch.zeros((), dtype=torch.int64, device=device), int(exp.test_y.shape[0])
     for i in range(0, n, batch_size):
-        x = exp.prepare(exp.test_x[i: i + batch_size]).to(device)
+        x = exp.prepare(exp.test_x[i: i + batch_size].to(device, non_blocking=True))
         logits = model(x)
         if mask is not None:
             logits = logits + mask
-        correct += int((logits.argmax(1).cpu() == exp.test_y[i: i + batch_size]).sum())
-    return correct / max(n, 1)
+        correct += (logits.argmax(1) == exp.test_y[i: i + batch_size].to(device, non_blocking=True)).sum()
+    return int(correct) / max(n, 1)
 
 
 def evaluate_all(model: nn.Module, experiences: list[Experience], *, task_il: bool,

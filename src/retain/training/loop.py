@@ -24,6 +24,7 @@ from retain.models import BACKBONES
 from retain.plasticity import make_plasticity
 from retain.strategies import Strategy
 from retain.training.checkpoint import Checkpointer
+from retain.training.device import DeviceMemory, deterministic_algorithms, device_name, experience_on
 from retain.training.evaluation import evaluate_all
 from retain.training.peak_memory import PeakMemory
 
@@ -51,6 +52,8 @@ class RunResult:
     #: which includes earlier runs in the same process (see retain.training.peak_memory).
     peak_mem_source: str = ""
     scenario: str = ""  # the scenario the benchmark used (a config may leave it to the benchmark)
+    device: str = "cpu"  # where it ran, with the accelerator's name: "cuda:0 (NVIDIA H200)"
+    peak_device_mem_mb: float | None = None  # peak memory torch allocated on a CUDA device; None elsewhere
 
 
 @dataclass
@@ -93,15 +96,17 @@ def build(cfg: RunSpec | RunConfig, *, check: bool = False) -> tuple[Benchmark, 
     cls = cfg.strategy_class
     if cfg.task_free and cls.needs_boundaries:
         raise ConfigError(f"strategy {cfg.strategy!r} needs task boundaries and cannot run task-free")
+    # device and amp only when set, so a plugin strategy whose __init__ predates them still builds on the CPU
+    placement = {k: v for k, v in (("device", cfg.device), ("amp", cfg.amp)) if v not in ("cpu", None)}
     strategy = cls(model, cfg.strategy_config(), make_optimizer=make_optimizer_factory(cfg),
-                   num_classes=bench.num_classes)
+                   num_classes=bench.num_classes, **placement)
     return bench, strategy
 
 
 def iter_batches(exps: list[Experience], batch_size: int, gen: torch.Generator) -> Iterator[TrainBatch]:
     """Shuffled batches over the union of ``exps``; each sample gets its own task's transform."""
-    if len(exps) == 1:
-        perm = torch.randperm(exps[0].num_train, generator=gen)
+    if len(exps) == 1:  # the order is drawn on the CPU (same numbers on every device), used where the data is
+        perm = torch.randperm(exps[0].num_train, generator=gen).to(exps[0].train_x.device, non_blocking=True)
         for i in range(0, len(perm), batch_size):
             yield gather_train([(exps[0], perm[i: i + batch_size])])
         return
@@ -125,14 +130,19 @@ def train_task(cfg: RunSpec, strategy: Strategy, exps: list[Experience], t: int,
                gen: torch.Generator, plastic, steps: int, on_epoch: Callable[[], None],
                step_losses: list[float] | None = None) -> float:
     """``cfg.epochs`` passes over ``train_on`` as task ``t``; returns the mean observed loss and
-    puts each step's loss in ``step_losses`` (read from the device once, at the end of the task)."""
+    puts each step's loss in ``step_losses`` (read from the device once, at the end of the task).
+    On an accelerator the tasks trained on move there first, once for the task (storage dtype)."""
+    moved: dict[int, Any] = {}  # this task's device copies; freed when the task ends
+    on_device = lambda e: experience_on(e, strategy.device, moved)  # noqa: E731 - the identity on the CPU
+    exps = [on_device(e) if e in train_on or (cfg.blur > 0 and i in (t, t + 1)) else e for i, e in enumerate(exps)]
+    train_on = [on_device(e) for e in train_on]
     exp = exps[t]
     strategy.set_augmentation(exp.augment)  # before every task, task-free too (no begin_task there)
     if not cfg.task_free:
         strategy.begin_task(exp)
     if plastic:
         plastic.begin_task(t, exp, steps)
-    loss_sum, n_steps, losses = torch.zeros(()), 0, []
+    loss_sum, n_steps, losses = torch.zeros((), device=strategy.device), 0, []
     for epoch in range(cfg.epochs):
         batches = (blurred_batches(exps, t, cfg.blur, cfg.seed, cfg.batch_size, gen)
                    if cfg.blur > 0 and len(train_on) == 1 else iter_batches(train_on, cfg.batch_size, gen))
@@ -173,11 +183,21 @@ def run_experiment(cfg: RunSpec | RunConfig, *, progress: Progress | None = None
     memory.start()
     given = cfg
     cfg = as_spec(cfg)  # a RunConfig from the Python API is resolved here, once
+    with deterministic_algorithms(cfg.deterministic, cfg.device):
+        return _run(cfg, given, t_start, memory, progress, after_task, checkpoint_dir)
+
+
+def _run(cfg: RunSpec, given: RunSpec | RunConfig, t_start: float, memory: PeakMemory, progress: Progress | None,
+         after_task: list[Callable[[RunContext], None]] | None, checkpoint_dir: str | Path | None) -> RunResult:
+    device_memory = DeviceMemory(cfg.device)
+    device_memory.start()
     bench, strategy = build(cfg, check=cfg is not given)
     initial = copy.deepcopy(strategy.model.state_dict()) if strategy.trains_once else None
     plastic = make_plasticity(cfg.plasticity_config(), strategy, cfg.seed)  # None unless a fix is enabled
     exps, task_il = bench.experiences, bench.scenario == "task-il"
-    evaluate = lambda: evaluate_all(strategy.model, exps, task_il=task_il, num_classes=bench.num_classes)
+    transforms: dict[int, Any] = {}  # the transforms' device copies (test sets go over by batch)
+    tested = [experience_on(e, strategy.device, transforms, train=False) for e in exps]
+    evaluate = lambda: evaluate_all(strategy.model, tested, task_il=task_il, num_classes=bench.num_classes)
     baseline = evaluate()
     gen = torch.Generator().manual_seed(cfg.seed)
     sets = training_sets(strategy, exps)
@@ -185,7 +205,8 @@ def run_experiment(cfg: RunSpec | RunConfig, *, progress: Progress | None = None
     total = sum(steps_per_task)
     result = RunResult(cfg, cfg.key, [], baseline, {}, [], [], [], 0.0, 0.0,
                        sum(p.numel() for p in strategy.model.parameters() if p.requires_grad),
-                       bench.info.get("task_order", list(range(len(exps)))), scenario=bench.scenario)
+                       bench.info.get("task_order", list(range(len(exps)))), scenario=bench.scenario,
+                       device=device_name(cfg.device))
     ckpt = Checkpointer(checkpoint_dir, result.key) if checkpoint_dir is not None else None
     stateful = [*(after_task or ()), *([plastic] if plastic else [])]  # hooks and fixes with state to resume
     start = ckpt.resume(strategy, gen, result, stateful) if ckpt else 0
@@ -225,4 +246,5 @@ def run_experiment(cfg: RunSpec | RunConfig, *, progress: Progress | None = None
                       else summarize(result.acc_matrix, baseline))
     result.wall_seconds += time.perf_counter() - t_start
     result.peak_mem_mb, result.peak_mem_source = memory.peak_mb(), memory.source
+    result.peak_device_mem_mb = device_memory.peak_mb()
     return result
