@@ -8,7 +8,8 @@ tasks). Both runs start from the same weights and see the same batches; bf16 rou
 inputs to an 8-bit mantissa (about 0.4% relative), which moves the 860-step trajectory a little.
 Measured at the benchmark's 10 epochs: at most 0.0067 apart for every supported strategy
 (cumulative; 0.0034 for the others), while changing the seed alone moves float32 accuracy by 0.02
-to 0.28 on the same setting (3 epochs), so 0.02 is tight enough to catch an AMP path that breaks training and loose enough for rounding."""
+to 0.28 on the same setting (3 epochs), so 0.02 is tight enough to catch an AMP path that breaks
+training and loose enough for rounding."""
 
 from __future__ import annotations
 
