@@ -45,6 +45,11 @@ class MappedRows:
     def dim(self) -> int:
         return self.array.ndim
 
+    @property
+    def device(self) -> torch.device:
+        """Rows are read into CPU tensors (where a streamed run trains)."""
+        return torch.device("cpu")
+
     def rows(self, idx: np.ndarray | Tensor) -> MappedRows:
         """The subset ``idx`` of these rows, still on disk (nothing is read)."""
         idx = np.asarray(idx, dtype=np.int64)

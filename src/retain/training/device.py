@@ -164,6 +164,11 @@ def experience_on(exp: Any, device: torch.device, memo: dict[int, Any], *, train
     images, are moved once per ``memo``). Test tensors stay on the CPU: evaluation moves them by batch."""
     if device.type == "cpu":
         return exp
+    if not isinstance(exp.train_x, Tensor):  # rows read from disk per batch (retain.data.mapped)
+        from retain.errors import ConfigError
+
+        raise ConfigError(f"{exp.name or 'this benchmark'}: data streamed from disk trains on the CPU only for "
+                          f"now; run it with --device cpu")
 
     def moved(t: Tensor) -> Tensor:
         if id(t) not in memo:
