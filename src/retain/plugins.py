@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import re
 import sys
+import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,15 +75,9 @@ def _execute(name: str, text: str, path: str) -> types.ModuleType:
         raise
     except Exception as exc:
         sys.modules.pop(name, None)
-        line = next((f.lineno for f in _frames(exc.__traceback__) if f.filename == path), None)
+        line = next((f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == path), None)
         raise ConfigError(f"plugin {path}{f':{line}' if line else ''}: {type(exc).__name__}: {exc}") from None
     return module
-
-
-def _frames(tb):
-    import traceback
-
-    return traceback.extract_tb(tb)
 
 
 def load_file(path: str | Path) -> PluginSource:
