@@ -75,17 +75,37 @@ def rotated(name: str, arrays: Arrays, *, tasks: int, seed: int, scenario: str |
     return _domain_stream(name, arrays, transforms, scenario, arrays[0].shape[1:], num_classes, info)
 
 
+def parse_classes(text: str | None, num_classes: int, name: str) -> list[int] | None:
+    """``"5-9"`` or ``"5,6,7,8,9"`` (or both: ``"0-2,7"``) -> the class ids, in that order."""
+    if text is None:
+        return None
+    out: list[int] = []
+    try:
+        for part in str(text).split(","):
+            lo, _, hi = part.strip().partition("-")
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise ConfigError(f"{name}: classes must be class ids like '5-9' or '0,2,4', got {text!r}") from None
+    bad = [c for c in out if not 0 <= c < num_classes]
+    if bad or not out or len(set(out)) != len(out):
+        raise ConfigError(f"{name}: classes must be distinct ids in 0..{num_classes - 1}, got {text!r}")
+    return out
+
+
 def split(name: str, arrays: Arrays, *, tasks: int, seed: int, scenario: str | None, to_float: ToFloat,
-          num_classes: int, shuffle_classes: bool = False, flatten: bool = True) -> Benchmark:
-    """Disjoint groups of classes, one group a task (Split MNIST: 5 tasks of 2 digits)."""
-    check_tasks(name, tasks, tuple(k for k in range(1, num_classes + 1) if num_classes % k == 0))
+          num_classes: int, shuffle_classes: bool = False, flatten: bool = True,
+          classes: list[int] | None = None) -> Benchmark:
+    """Disjoint groups of classes, one group a task (Split MNIST: 5 tasks of 2 digits). ``classes``
+    keeps only those classes (labels keep their ids, the label space stays ``num_classes``), e.g.
+    the digits a pretrained backbone never saw."""
+    order = list(range(num_classes)) if classes is None else list(classes)
+    check_tasks(name, tasks, tuple(k for k in range(1, len(order) + 1) if len(order) % k == 0))
     scenario = scenario or "class-il"
     if scenario not in ("class-il", "task-il"):
         raise ConfigError(f"{name}: scenario must be class-il or task-il, got {scenario!r}")
-    order = list(range(num_classes))
     if shuffle_classes:
-        order = torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed)).tolist()
-    per = num_classes // tasks
+        order = [order[i] for i in torch.randperm(len(order), generator=torch.Generator().manual_seed(seed)).tolist()]
+    per = len(order) // tasks
     groups = [tuple(order[i * per:(i + 1) * per]) for i in range(tasks)]
     train = split_by_classes(arrays[0], arrays[1], groups)
     test = split_by_classes(arrays[2], arrays[3], groups)

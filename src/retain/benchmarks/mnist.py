@@ -28,9 +28,17 @@ def rotated_mnist(*, tasks: int | None = None, seed: int = 0, scenario: str | No
                             scenario=scenario, to_float=_TO_FLOAT, num_classes=10)
 
 
+def _default_tasks(kept: list[int] | None) -> int:
+    """Two digits a task; one a task for an odd subset."""
+    if kept is None:
+        return 5
+    return len(kept) // 2 if len(kept) % 2 == 0 else len(kept)
+
+
 @register_benchmark("split-mnist")
 def split_mnist(*, tasks: int | None = None, seed: int = 0, scenario: str | None = None,
-                data_dir=None) -> Benchmark:
-    """Split MNIST: 5 tasks of 2 digits (class-IL or task-IL)."""
-    return builders.split("split-mnist", load_mnist(data_dir), tasks=tasks or 5, seed=seed,
-                          scenario=scenario, to_float=_TO_FLOAT, num_classes=10)
+                data_dir=None, classes: str | int | None = None) -> Benchmark:
+    """Split MNIST: 5 tasks of 2 digits (class-IL or task-IL); classes=4-9 keeps those digits only."""
+    kept = builders.parse_classes(classes, 10, "split-mnist")
+    return builders.split("split-mnist", load_mnist(data_dir), tasks=tasks or _default_tasks(kept),
+                          seed=seed, scenario=scenario, to_float=_TO_FLOAT, num_classes=10, classes=kept)

@@ -10,7 +10,7 @@ import sys
 from retain.errors import RetainError
 
 #: Subcommand modules, in the order `retain --help` lists them.
-COMMANDS = ["run", "dissimilarity", "report", "list", "data"]
+COMMANDS = ["run", "dissimilarity", "report", "list", "data", "pretrain"]
 
 
 class Parser(argparse.ArgumentParser):

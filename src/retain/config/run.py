@@ -180,6 +180,8 @@ class RunConfig:
 
         plugins = sources_of(cls, bench_factory, backbone)
         resolved = _keyed(d, strategy_config.to_dict(), plugins)
+        if hasattr(backbone, "fingerprint"):  # weights read from disk (hf:DIR): new weights, new runs
+            resolved["backbone_weights"] = backbone.fingerprint()
         key = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
         d["params"] = strategy_config.to_dict()
         return RunSpec(**d, plugins=plugins, key=key, resolved=resolved)

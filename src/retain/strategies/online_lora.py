@@ -55,8 +55,9 @@ from retain.strategies.plateau import HardBuffer, PlateauDetector
 class OnlineLoRAConfig(StrategyConfig):
     lora_rank: int = hp(4, "Online-LoRA: adapter rank r", low=1)
     lora_alpha: float = hp(4.0, "Online-LoRA: LoRA scaling numerator (update = alpha/r * BA)", low=0.0, low_open=True)
-    lora_targets: str = hp("auto", "Online-LoRA: comma-separated module names to adapt; auto = query,value "
-                                   "if the model has them, else every hidden nn.Linear")
+    lora_targets: str = hp("auto", "Online-LoRA: comma-separated module names to adapt; auto = the attention's "
+                                   "query and value projections (query,value or q_proj,v_proj) if the model has "
+                                   "them, else every hidden nn.Linear")
     lora_lambda: float = hp(10.0, "Online-LoRA: strength lambda of the penalty (lambda/2) sum Omega (theta - "
                                   "theta0)^2 on the live adapter, theta0 its initial value. Omega is the mean over "
                                   "hard-buffer samples of squared gradients; the official code sums over its entries, "
@@ -75,11 +76,12 @@ class OnlineLoRAConfig(StrategyConfig):
 
 def _targets(model: nn.Module, spec: str) -> list[str]:
     """Module names to adapt: ``spec`` as given, or query/value projections when the model has
-    them (a ViT), else every nn.Linear except the classifier ``head``."""
+    them (a ViT: retain's, or transformers' through hf:), else every nn.Linear except the classifier ``head``."""
     if spec != "auto":
         return [s.strip() for s in spec.split(",") if s.strip()]
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    qv = [n for n in names if n.rsplit(".", 1)[-1] in ("query", "value")]
+    # query/value in retain's ViT and transformers < 5; q_proj/v_proj in transformers >= 5 (hf:DIR)
+    qv = [n for n in names if n.rsplit(".", 1)[-1] in ("query", "value", "q_proj", "v_proj")]
     return qv or [n for n in names if n != "head" and not n.startswith("head.")]
 
 
