@@ -92,12 +92,20 @@ def parse_classes(text: str | None, num_classes: int, name: str) -> list[int] | 
     return out
 
 
+def _first_per_class(x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    keep = torch.zeros(len(y), dtype=torch.bool)
+    for c in y.unique():
+        keep[torch.nonzero(y == c).flatten()[:n]] = True
+    return x[keep], y[keep]
+
+
 def split(name: str, arrays: Arrays, *, tasks: int, seed: int, scenario: str | None, to_float: ToFloat,
           num_classes: int, shuffle_classes: bool = False, flatten: bool = True,
-          classes: list[int] | None = None) -> Benchmark:
+          classes: list[int] | None = None, train_per_class: int | None = None) -> Benchmark:
     """Disjoint groups of classes, one group a task (Split MNIST: 5 tasks of 2 digits). ``classes``
     keeps only those classes (labels keep their ids, the label space stays ``num_classes``), e.g.
-    the digits a pretrained backbone never saw."""
+    the digits a pretrained backbone never saw; ``train_per_class`` keeps the first N training
+    images of each class (in file order, the same for every seed), for a cheaper stream."""
     order = list(range(num_classes)) if classes is None else list(classes)
     check_tasks(name, tasks, tuple(k for k in range(1, len(order) + 1) if len(order) % k == 0))
     scenario = scenario or "class-il"
@@ -108,6 +116,10 @@ def split(name: str, arrays: Arrays, *, tasks: int, seed: int, scenario: str | N
     per = len(order) // tasks
     groups = [tuple(order[i * per:(i + 1) * per]) for i in range(tasks)]
     train = split_by_classes(arrays[0], arrays[1], groups)
+    if train_per_class is not None:
+        if not isinstance(train_per_class, int) or train_per_class < 1:
+            raise ConfigError(f"{name}: train_per_class must be a positive integer, got {train_per_class!r}")
+        train = [_first_per_class(x, y, train_per_class) for x, y in train]
     test = split_by_classes(arrays[2], arrays[3], groups)
     transform = Identity(to_float, flatten=flatten)
     exps = [

@@ -37,8 +37,9 @@ def _default_tasks(kept: list[int] | None) -> int:
 
 @register_benchmark("split-mnist")
 def split_mnist(*, tasks: int | None = None, seed: int = 0, scenario: str | None = None,
-                data_dir=None, classes: str | int | None = None) -> Benchmark:
+                data_dir=None, classes: str | int | None = None, train_per_class: int | None = None) -> Benchmark:
     """Split MNIST: 5 tasks of 2 digits (class-IL or task-IL); classes=4-9 keeps those digits only."""
     kept = builders.parse_classes(classes, 10, "split-mnist")
     return builders.split("split-mnist", load_mnist(data_dir), tasks=tasks or _default_tasks(kept),
-                          seed=seed, scenario=scenario, to_float=_TO_FLOAT, num_classes=10, classes=kept)
+                          seed=seed, scenario=scenario, to_float=_TO_FLOAT, num_classes=10, classes=kept,
+                          train_per_class=train_per_class)

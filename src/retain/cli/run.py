@@ -139,15 +139,18 @@ def _configs(args: argparse.Namespace):
                                               "batch_size", "lr", "optimizer")}
     for strategy in strategies:
         run_kwargs, strategy_params, notes = preset_values(preset, strategy, explicit, params[strategy])
+        # a preset's options and task-free flag, under those given on the command line
+        bench_options = {**run_kwargs.pop("benchmark_options", {}), **dict(args.benchmark_option or ())}
+        backbone_options = {**run_kwargs.pop("backbone_options", {}), **dict(args.backbone_option or ())}
+        task_free = bool(run_kwargs.pop("task_free", False)) or args.task_free
         for note in notes:
             console.print(f"[yellow]note[/yellow]: {note}")
         for order in range(args.orders):
             for seed in range(args.seeds):
                 cfg = RunConfig(strategy=strategy, seed=seed, order=order, data_dir=args.data_dir,
-                                task_free=args.task_free, plasticity=args.plasticity_of(args),
-                                blur=args.blur, params=strategy_params,
-                                benchmark_options=dict(args.benchmark_option or ()),
-                                backbone_options=dict(args.backbone_option or ()), device=args.device,
+                                task_free=task_free, plasticity=args.plasticity_of(args),
+                                blur=args.blur, params=strategy_params, benchmark_options=bench_options,
+                                backbone_options=backbone_options, device=args.device,
                                 amp=args.amp, deterministic=args.deterministic, **run_kwargs)
                 out.append(cfg.resolve())  # the one place a run is checked and its defaults filled
     return out

@@ -354,9 +354,9 @@ def _timm_factory(name: str):
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         cfg = body.pretrained_cfg
         image = image_shape_of(input_shape, name)
-        prepare = ToModelInput(image, int(cfg.get("input_size", (3,))[0]), tuple(cfg.get("input_size", (3, 224, 224))[1:]),
-                               cfg.get("mean", 0.5), cfg.get("std", 0.5), _floats("input_mean", input_mean, image[0]),
-                               _floats("input_std", input_std, image[0]))
+        size = tuple(cfg.get("input_size", (3, 224, 224)))
+        prepare = ToModelInput(image, int(size[0]), size[1:], cfg.get("mean", 0.5), cfg.get("std", 0.5),
+                               _floats("input_mean", input_mean, image[0]), _floats("input_std", input_std, image[0]))
         return TimmModel(body, num_classes, prepare)
 
     return factory

@@ -54,6 +54,13 @@ def orthonormal_rows(existing: Tensor | None, n: int, dim: int) -> Tensor:
     return (q * torch.sign(torch.diagonal(r))).T.contiguous()
 
 
+def _earlier(blocks: nn.ParameterList, layer: int, width: int) -> Tensor | None:
+    """Every earlier block's rows of ``layer``, flattened to ``width``; None before the first."""
+    if not len(blocks):
+        return None
+    return torch.cat([b[layer] for b in blocks]).detach().reshape(-1, width).cpu()
+
+
 class CodaModel(nn.Module):
     """A frozen ViT with per-layer prompt components (keys K, attention vectors A, prompts P),
     one block of ``components`` per task, stored as (layers, components, ...) parameters."""
@@ -76,8 +83,7 @@ class CodaModel(nn.Module):
         made = {}
         for name, width in (("keys", dim), ("attention", dim), ("prompts", length * dim)):
             old = getattr(self, name)
-            rows = [orthonormal_rows(torch.cat([b[i] for b in old]).detach().reshape(-1, width).cpu() if len(old) else None,
-                                     c, width) for i in range(len(self.layer_ids))]
+            rows = [orthonormal_rows(_earlier(old, i, width), c, width) for i in range(len(self.layer_ids))]
             made[name] = torch.stack(rows)
         self.keys.append(nn.Parameter(made["keys"].to(device)))
         self.attention.append(nn.Parameter(made["attention"].to(device)))
