@@ -63,7 +63,9 @@ def _check(cfg: PretrainConfig, image: tuple[int, int, int]) -> None:
 def pretrain(cfg: PretrainConfig, log=print) -> dict[str, Any]:
     """Train, evaluate and save; returns what ``retain_pretrain.json`` records."""
     from retain.benchmarks import make_benchmark
-    from retain.models.hf import build_hf_vit, image_shape_of, new_vit
+    from retain.models.hf import _offline, build_hf_vit, image_shape_of, new_vit
+
+    _offline()  # no network, no progress bars
     from retain.training.evaluation import accuracy
     from retain.training.loop import iter_batches
 
