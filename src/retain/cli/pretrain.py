@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
                    help="a benchmark option, repeatable (e.g. classes=0-3: the digits the stream will not use)")
     p.add_argument("--data-dir", default=os.environ.get("RETAIN_DATA"),
                    help="folder with the data files (default: $RETAIN_DATA)")
-    p.add_argument("--patch", type=int, default=7, help="patch size (must divide the image size; default 7)")
+    p.add_argument("--patch", type=int, help="patch size (must divide the image size; default 7 for 28 x 28 "
+                                            "images, 16 for 32 x 32)")
     p.add_argument("--dim", type=int, default=64, help="width (default 64)")
     p.add_argument("--depth", type=int, default=4, help="transformer layers (default 4)")
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")

@@ -11,6 +11,7 @@ test accuracy reached).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -33,7 +34,7 @@ class PretrainConfig:
     benchmark: str = "split-mnist"
     benchmark_options: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
-    patch: int = 7
+    patch: int | None = None  # None: 7 for 28 x 28, 16 for 32 x 32 (models.hf.default_patch)
     dim: int = 64
     depth: int = 4
     heads: int = 4
@@ -42,6 +43,12 @@ class PretrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
+
+
+def _check_out(cfg: PretrainConfig) -> None:
+    out = Path(cfg.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"pretrain: --out {out} exists and is not an empty directory (pick a new one)")
 
 
 def _check(cfg: PretrainConfig, image: tuple[int, int, int]) -> None:
@@ -55,17 +62,15 @@ def _check(cfg: PretrainConfig, image: tuple[int, int, int]) -> None:
         raise ConfigError(f"pretrain: dim {cfg.dim} must be divisible by heads {cfg.heads}")
     if not cfg.lr > 0 or not cfg.mlp_ratio > 0:
         raise ConfigError("pretrain: lr and mlp-ratio must be > 0")
-    out = Path(cfg.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"pretrain: --out {out} exists and is not an empty directory (pick a new one)")
 
 
 def pretrain(cfg: PretrainConfig, log=print) -> dict[str, Any]:
     """Train, evaluate and save; returns what ``retain_pretrain.json`` records."""
     from retain.benchmarks import make_benchmark
-    from retain.models.hf import _offline, build_hf_vit, image_shape_of, new_vit
+    from retain.models.hf import _offline, build_hf_vit, default_patch, image_shape_of, new_vit
 
     _offline()  # no network, no progress bars
+    _check_out(cfg)  # before any data is read
     from retain.training.evaluation import accuracy
     from retain.training.loop import iter_batches
 
@@ -75,6 +80,8 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict[str, Any]:
     bench = make_benchmark(cfg.benchmark, tasks=None, seed=cfg.seed, scenario=None, data_dir=cfg.data_dir,
                            **cfg.benchmark_options)
     image = image_shape_of(bench.input_shape, "pretrain")
+    if cfg.patch is None:
+        cfg = dataclasses.replace(cfg, patch=default_patch(image[1]))
     _check(cfg, image)
     processor = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "do_rescale": True,
                  "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5] * image[0],
