@@ -40,6 +40,10 @@ def cmd_list(_: argparse.Namespace) -> int:
             print(_line(mark, name, _first_line(obj), origin(obj)))
         if reg is BENCHMARKS:
             print(f"  {'folder:PATH':<18} your images, one folder per class (docs/byo-data.md)")
+        if reg is BACKBONES:
+            print(f"  {'hf:DIR_OR_ID':<18} a pretrained transformers ViT, from a directory or the local Hugging Face "
+                  "cache, never downloaded (docs/pretrained.md)")
+            print(f"  {'timm:NAME':<18} a pretrained timm model from the local cache, where timm is installed")
         if reg is STRATEGIES:
             from retain.strategies.compose import summary
 
