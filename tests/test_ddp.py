@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from processes import env as retain_env
 from processes import retain
-from test_memory import uniformity_pvalue
-
 from retain import distributed
 from retain.cli.main import main
 from retain.config.run import RunConfig
 from retain.config.study_file import parse_study
 from retain.errors import ConfigError
 from retain.store import Store
+from test_memory import uniformity_pvalue
 
 HERE = Path(__file__).resolve().parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -79,7 +79,8 @@ def test_a_study_file_sets_ddp():
     (["--ddp", "2", "--replay-batch-size", "1"], "replay-batch-size 1 must be at least 2"),
     (["--ddp", "2", "--checkpoint-dir", "ck"], "--checkpoint-dir is not supported"),
     (["--ddp", "2", "--backend", "ray"], "does not mix with --backend ray"),
-    (["--ddp", "2", "--batch-size", "673"], "task 1 trains on 1347 samples, so with batch-size 673 its last batch has 1"),
+    (["--ddp", "2", "--batch-size", "673"],
+     "task 1 trains on 1347 samples, so with batch-size 673 its last batch has 1"),
     (["--ddp", "2", "--strategy", "naive", "--batch-size", "1"], "batch-size 1 gives some ranks no sample"),
     (["--ddp", "0"], "ddp must be an integer from 1 to 1024"),
     (["--ddp", "2", "--strategy", "naive", "--shrink-perturb"], "plasticity fixes"),

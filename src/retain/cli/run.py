@@ -148,7 +148,8 @@ def _configs(args: argparse.Namespace):
                                 blur=args.blur, params=strategy_params,
                                 benchmark_options=dict(args.benchmark_option or ()),
                                 backbone_options=dict(args.backbone_option or ()), device=args.device,
-                                amp=args.amp, deterministic=args.deterministic, ddp=1 if args.ddp is None else args.ddp, **run_kwargs)
+                                amp=args.amp, deterministic=args.deterministic,
+                                ddp=1 if args.ddp is None else args.ddp, **run_kwargs)
                 out.append(cfg.resolve())  # the one place a run is checked and its defaults filled
     return out
 
