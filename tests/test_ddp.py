@@ -31,9 +31,10 @@ from test_memory import uniformity_pvalue
 
 HERE = Path(__file__).resolve().parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-#: The study both the --ddp and the torchrun runs use (small: one epoch per task).
-STUDY = ["run", "--strategy", "er", "--strategy", "derpp", "--seeds", "3", "--epochs", "1", "--device", "cpu",
-         "--quiet", "--no-report", "--warnings", "none"]
+#: The study of the command-line tests: 3 tasks of 3 epochs (about 380 steps a run) are enough for
+#: the seed noise to be small (docs/results.md, "Data-parallel training").
+SETTINGS = ["--tasks", "3", "--epochs", "3", "--device", "cpu", "--quiet", "--no-report", "--warnings", "none"]
+STUDY = ["run", "--strategy", "er", "--strategy", "derpp", "--seeds", "3", *SETTINGS]
 
 
 # ---- the pieces, without processes ------------------------------------------------------------
@@ -233,10 +234,13 @@ def test_only_rank_zero_touches_the_store(ddp_study):
     assert any(event == "sqlite3.connect" for _, _, event, _ in touched)
 
 
-#: Tolerance of the 2-rank mean against the 1-rank mean (3 seeds, one epoch): see
-#: docs/results.md ("Data-parallel"), where over 5 seeds the seed-to-seed standard deviation of
-#: the final average accuracy is several points for both ER and DER++ at one epoch.
-TOLERANCE = 0.05
+#: How far the 2-rank mean over seeds 0-2 may be from the 1-rank mean. Measured at these settings over
+#: 5 seeds (docs/results.md, "Data-parallel training"): one run's final average accuracy varies by a
+#: standard deviation of 0.014 (ER) and 0.018 (DER++) from seed to seed, and the per-seed difference
+#: between 2 ranks and 1 by 0.014 and 0.019, so a difference of two 3-seed means has a standard
+#: deviation of about 0.011; 0.04 is over 3.5 of those, and smaller than the effect of a broken
+#: reduction (a rank training on its own gradient falls behind by more than that).
+TOLERANCE = 0.04
 
 
 @pytest.mark.slow
@@ -246,8 +250,8 @@ def test_two_ranks_are_within_seed_noise_of_one(ddp_study):
     records, _ = ddp_study
     for strategy in ("er", "derpp"):
         two = [r["metrics"]["avg_acc"] for r in records if r["strategy"] == strategy]
-        one = [run_experiment(RunConfig(strategy=strategy, seed=s, epochs=1, device="cpu")).metrics["avg_acc"]
-               for s in range(3)]
+        one = [run_experiment(RunConfig(strategy=strategy, seed=s, tasks=3, epochs=3, device="cpu"),
+                              after_task=[]).metrics["avg_acc"] for s in range(3)]
         gap = abs(sum(two) / 3 - sum(one) / 3)
         assert gap < TOLERANCE, f"{strategy}: 2 ranks {two} vs 1 rank {one}"
 
@@ -256,7 +260,7 @@ def test_two_ranks_are_within_seed_noise_of_one(ddp_study):
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to this Python")
 def test_torchrun_gives_the_same_runs_as_ddp(tmp_path, ddp_study):
     command = [str(TORCHRUN), "--nproc-per-node", "2", "-m", "retain", "run", "--strategy", "er", "--seeds", "1",
-               "--epochs", "1", "--device", "cpu", "--quiet", "--no-report", "--warnings", "none"]
+               *SETTINGS]
     records, touched = _cli(tmp_path, command)
     (rec,) = records
     twin = next(r for r in ddp_study[0] if r["strategy"] == "er" and r["seed"] == 0)
