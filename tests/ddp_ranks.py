@@ -27,7 +27,9 @@ from retain.strategies.penalties import fisher_diagonal
 from retain.training.loop import run_experiment
 
 STREAM, CAPACITY, BATCH, TRIALS = 400, 40, 32, 300
-STRATEGIES = ("er", "derpp", "agem+ewc", "derpp+si+lwf")
+STRATEGIES = ("er", "derpp", "agem+ewc", "derpp+si+lwf", "cumulative")
+#: Runs with settings of their own: name -> (strategy, RunConfig fields).
+SETTINGS = {"er-task-free-blur": ("er", {"task_free": True, "blur": 0.2})}
 
 
 def union_counts(capacity: int) -> torch.Tensor:
@@ -61,7 +63,7 @@ def biased_counts() -> torch.Tensor:
     return counts
 
 
-def trained(strategy: str) -> dict:
+def trained(strategy: str, **settings) -> dict:
     seen: dict = {}
 
     def keep(ctx) -> None:
@@ -70,9 +72,10 @@ def trained(strategy: str) -> dict:
         if buf is not None:
             seen["buffer_x"], seen["buffer_seen"] = buf.x[: len(buf)].clone(), torch.tensor(buf.seen)
 
+    params = {"cumulative": {}, "agem+ewc": {"buffer_size": 100, "fisher_samples": 64}}.get(strategy,
+                                                                                            {"buffer_size": 100})
     cfg = RunConfig(strategy=strategy, benchmark="permuted-digits", tasks=3, epochs=1, seed=0, device="cpu",
-                    ddp=dist.get_world_size(), params={"buffer_size": 100} if strategy != "agem+ewc" else
-                    {"buffer_size": 100, "fisher_samples": 64})
+                    ddp=dist.get_world_size(), params=params, **settings)
     result = run_experiment(cfg, after_task=[keep])
     return {**seen, "acc": torch.tensor(result.acc_matrix), "losses": torch.tensor(result.losses)}
 
@@ -97,6 +100,8 @@ def main(out: Path) -> None:
     result = {"union": union_counts(CAPACITY), "biased": biased_counts(), "fisher": fisher(), "bn": batch_norm()}
     for strategy in STRATEGIES:
         result[strategy] = trained(strategy)
+    for name, (strategy, settings) in SETTINGS.items():
+        result[name] = trained(strategy, **settings)
     torch.save(result, out / f"rank{dist.get_rank()}.pt")
     dist.destroy_process_group()
 
