@@ -26,7 +26,10 @@ from retain.data.mapped import MappedRows, open_mapped
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc for RssAnon")
 
-DATA_MB, CAP_MB = 80, 40
+# The cap sits between what streaming costs and what loading costs. Streaming grew RssAnon by 17-19 MB
+# on an idle machine (2026-12-02) and by 28-45 MB under a load of about 5 (2026-12-03, on commits
+# before and after the data-parallel merge alike); loading the data grows it by at least DATA_MB (173 MB).
+DATA_MB, CAP_MB = 80, 60
 SIDE = 16  # small samples: many of them, so the data set is large next to any one batch
 
 # Runs in a fresh interpreter: warms torch up on a tiny run (its lazy imports are not the data's
@@ -105,7 +108,7 @@ def _child(mode: str, x_path: Path, y_path: Path, n_train: int) -> dict:
 @pytest.mark.slow
 def test_memory_mapped_training_stays_under_the_cap(tmp_path):
     x_path, y_path, n_train = _write_data(tmp_path)
-    assert x_path.stat().st_size > 2 * CAP_MB * 2**20
+    assert x_path.stat().st_size > CAP_MB * 2**20
     mapped = _child("mapped", x_path, y_path, n_train)
     assert mapped["growth_mb"] < CAP_MB, mapped
     assert min(mapped["acc"][-1]) > 0.5, mapped  # it trained on the data, not on nothing
