@@ -1,0 +1,94 @@
+"""Batched experience replay and dark experience replay (DER, DER++) over stacked reservoirs.
+
+Each mirrors its sequential strategy's ``observe`` draw for draw (the buffer's generator is
+consumed in the same order: ER samples then inserts; DER samples its MSE batch, then DER++ its
+CE batch, then inserts). Where the sequential strategy runs separate forward passes (DER), the
+batched one runs one pass over the concatenated rows: the backbones batched here have no batch
+statistics, so every row's output is the same function of that row (float rounding aside).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from retain.ensemble.base import EnsembleStrategy, member_cross_entropy, member_mse
+from retain.ensemble.buffer import StackedReservoir
+from retain.strategies.der import DER
+from retain.strategies.derpp import DERpp
+from retain.strategies.er import ER
+
+
+class EnsembleReplay(EnsembleStrategy):
+    """Owns the stacked reservoir built from the members' own buffers."""
+
+    def __init__(self, members, make_optimizer):
+        super().__init__(members, make_optimizer)
+        self.buffer = StackedReservoir([m.buffer for m in members])
+
+    @classmethod
+    def unsupported(cls, config: Any) -> str | None:
+        if config.buffer_kind != "reservoir":
+            return f"buffer-kind {config.buffer_kind} (only the reservoir buffer is batched)"
+        return None
+
+    def sync(self) -> None:
+        super().sync()
+        self.buffer.sync()
+
+
+class EnsembleER(EnsembleReplay):
+    """:class:`retain.strategies.er.ER` for N members."""
+
+    strategy = ER
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        inputs, labels = x, y
+        if len(self.buffer):
+            bx, by, _, _ = self.buffer.sample(self.config.replay_batch_size)
+            inputs, labels = torch.cat([x, bx], 1), torch.cat([y, by], 1)
+        loss = member_cross_entropy(self.model(inputs), labels)
+        self.step(loss)
+        self.buffer.add(x, y, task)
+        return {"loss": loss.detach()}
+
+
+class EnsembleDER(EnsembleReplay):
+    """:class:`retain.strategies.der.DER` (and DER++ with ``beta > 0``) for N members."""
+
+    strategy = DER
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        cfg, b = self.config, y.shape[1]
+        beta = getattr(cfg, "beta", 0.0)
+        parts, logged = [x], {}
+        if len(self.buffer):
+            first = self.buffer.sample(cfg.replay_batch_size)
+            parts.append(first[0])
+            if beta > 0:
+                second = self.buffer.sample(cfg.replay_batch_size)
+                parts.append(second[0])
+        outputs = self.model(torch.cat(parts, 1) if len(parts) > 1 else x)
+        current = outputs[:, :b]
+        ce = member_cross_entropy(current, y)
+        loss = ce
+        if len(parts) > 1:
+            k = first[0].shape[1]
+            distill = member_mse(outputs[:, b: b + k], first[2])
+            loss = loss + cfg.alpha * distill
+            logged["distill"] = distill.detach()
+            if beta > 0:
+                replay_ce = member_cross_entropy(outputs[:, b + k:], second[1])
+                loss = loss + beta * replay_ce
+                logged["replay_ce"] = replay_ce.detach()
+        self.step(loss)
+        self.buffer.add(x, y, task, logits=current.detach())
+        return {"loss": loss.detach(), **logged}
+
+
+class EnsembleDERpp(EnsembleDER):
+    """:class:`retain.strategies.derpp.DERpp` for N members (DER with its ``beta``)."""
+
+    strategy = DERpp
