@@ -76,6 +76,11 @@ class Ensemble:
     def device(self) -> str:
         return self.members[0].device
 
+    @property
+    def plugins(self) -> tuple:
+        """The plugin sources the members use (the same for all: they share one configuration)."""
+        return self.members[0].plugins
+
 
 def _span(values: list[int]) -> str:
     if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
