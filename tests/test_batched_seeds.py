@@ -157,3 +157,22 @@ def test_no_batch_seeds_flag_and_study_key(tmp_path):
     assert parse_study(text, check_data=False).batch_seeds is False
     with pytest.raises(Exception, match="batch_seeds"):
         parse_study('[study]\nbatch_seeds = 1\n[benchmarks.permuted-digits]\n[strategies.naive]\n', check_data=False)
+
+
+@pytest.mark.parametrize("benchmark", ["permuted-digits", "split-digits"])  # shared-storage path; generic path
+def test_member_batches_are_each_members_sequential_batches(benchmark):
+    from retain.benchmarks import make_benchmark
+    from retain.ensemble.data import member_batches, member_test_batches
+    from retain.training.loop import iter_batches
+
+    exps = [make_benchmark(benchmark, tasks=5, seed=s).experiences[1] for s in SEEDS]
+    stacked = list(member_batches([[e] for e in exps], 32, [torch.Generator().manual_seed(s) for s in SEEDS]))
+    for i, (e, s) in enumerate(zip(exps, SEEDS)):
+        own = list(iter_batches([e], 32, torch.Generator().manual_seed(s)))
+        assert len(own) == len(stacked)
+        for (x, y), b in zip(stacked, own):
+            assert torch.equal(x[i], b.x) and torch.equal(y[i], b.y)
+    if benchmark == "permuted-digits":
+        for x, y in member_test_batches(exps, 100):
+            assert all(torch.equal(x[i], exps[i].prepare(exps[i].test_x[: len(y[i])])) for i in range(len(SEEDS)))
+            break

@@ -46,8 +46,9 @@ class StackedReservoir:
         if size == 0:
             raise ValueError("cannot sample from an empty buffer")
         idx = torch.stack([torch.randperm(size, generator=b.generator)[: min(k, size)] for b in self.members])
-        rows = self.rows[:, None]
-        return self.x[rows, idx], self.y[rows, idx], None if self.logits is None else self.logits[rows, idx], idx
+        flat = (idx + self.rows[:, None] * self.capacity).reshape(-1)  # index_select on rows: one fast gather
+        pick = lambda t: t.reshape(-1, *t.shape[2:]).index_select(0, flat).view(*idx.shape, *t.shape[2:])  # noqa: E731
+        return pick(self.x), pick(self.y), None if self.logits is None else pick(self.logits), idx
 
     def add(self, x: Tensor, y: Tensor, task: int, logits: Tensor | None = None) -> None:
         """Offer each member its own batch (``x``: ``[N, b, ...]``), with one uniform draw per item

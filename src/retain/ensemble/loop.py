@@ -18,6 +18,7 @@ import torch
 from retain.benchmarks.base import Benchmark, Experience
 from retain.config.run import RunSpec
 from retain.ensemble.base import EnsembleStrategy
+from retain.ensemble.data import member_batches, member_test_batches
 from retain.ensemble.support import batched_class
 from retain.errors import DivergedError
 from retain.metrics.matrix import summarize
@@ -27,7 +28,6 @@ from retain.training.loop import (
     RunContext,
     RunResult,
     build,
-    iter_batches,
     make_optimizer_factory,
     training_sets,
 )
@@ -68,9 +68,7 @@ def evaluate_members(model, tested: list[list[Experience]], *, task_il: bool, nu
         n = int(exps[0].test_y.shape[0])
         correct = torch.zeros(n_members, dtype=torch.int64)
         masks = torch.stack([_class_mask(e.classes, num_classes) for e in exps])[:, None] if task_il else None
-        for i in range(0, n, batch_size):
-            x = torch.stack([e.prepare(e.test_x[i: i + batch_size]) for e in exps])
-            y = torch.stack([e.test_y[i: i + batch_size] for e in exps])
+        for x, y in member_test_batches(exps, batch_size):
             logits = model(x)
             if masks is not None:
                 logits = logits + masks
@@ -152,9 +150,7 @@ def _train_task(cfg: RunSpec, impl: EnsembleStrategy, train_on: list[list[Experi
         impl.begin_task(current)
     loss_sum, logged = torch.zeros(impl.size), []
     for epoch in range(cfg.epochs):
-        for batches in zip(*[iter_batches(sets, cfg.batch_size, g) for sets, g in zip(train_on, gens)]):
-            x = torch.stack([b.x for b in batches])
-            y = torch.stack([b.y for b in batches])
+        for x, y in member_batches(train_on, cfg.batch_size, gens):
             loss = impl.observe(x, y, current[0].task_id)["loss"]
             loss_sum += loss
             logged.append(loss)
