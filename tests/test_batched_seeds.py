@@ -56,9 +56,17 @@ def snapshot(store: dict):
     return hook
 
 
-@pytest.mark.parametrize("strategy", ["naive", "er", "der", "derpp"])
-def test_member_matches_the_sequential_run_of_its_seed(strategy):
-    cfgs = specs(strategy)
+CASES = {"naive": ("naive", {}), "er": ("er", {}), "der": ("der", {}), "derpp": ("derpp", {}),
+         "agem": ("agem", {}), "ewc": ("ewc", {"ewc_lambda": 50.0, "fisher_samples": 64}),
+         "ewc-online-sampled": ("ewc", {"online": True, "gamma": 0.9, "fisher": "sampled", "ewc_lambda": 50.0}),
+         "ewc-empirical": ("ewc", {"fisher": "empirical", "fisher_samples": 64, "ewc_lambda": 50.0}),
+         "si": ("si", {"si_c": 1.0}), "lwf": ("lwf", {})}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_member_matches_the_sequential_run_of_its_seed(case):
+    strategy, params = CASES[case]
+    cfgs = specs(strategy, **params)
     seq_snaps, ens_snaps = {}, {}
     sequential = [run_experiment(c, after_task=[snapshot(seq_snaps)]) for c in cfgs]
     batched = run_ensemble(cfgs, hooks=lambda cfg: [snapshot(ens_snaps)])

@@ -56,8 +56,11 @@ class EnsembleStrategy:
 
     # ---- hooks, as the sequential loop calls them, one experience per member ----------------
     def begin_task(self, experiences: list[Experience]) -> None:
+        """Each member's own ``begin_task`` on its synced weights (a regulariser's bookkeeping at
+        the boundary runs as in the sequential run); subclasses then read what they stack."""
+        self.sync_model()
         for member, exp in zip(self.members, experiences):
-            member.task = exp.task_id
+            member.begin_task(exp)
 
     def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         """One optimiser step for every member on its batch (``x`` ``[N, B, ...]``, ``y``
@@ -67,7 +70,11 @@ class EnsembleStrategy:
         return {"loss": loss.detach()}
 
     def end_task(self, experiences: list[Experience]) -> None:
-        pass
+        """Each member's own ``end_task`` on its synced weights: the statistics taken at a task's
+        end (EWC's Fisher) come from the sequential code with the member's own generators."""
+        self.sync_model()
+        for member, exp in zip(self.members, experiences):
+            member.end_task(exp)
 
     # ---- helpers -------------------------------------------------------------------------
     def step(self, loss: Tensor, extra: Tensor | None = None) -> None:
@@ -80,11 +87,15 @@ class EnsembleStrategy:
     def after_update(self) -> None:
         """Called after every optimiser step."""
 
+    def sync_model(self) -> None:
+        """Write each member's parameters into its own model."""
+        for i, member in enumerate(self.members):
+            self.model.copy_to(i, member.model)
+
     def sync(self) -> None:
         """Write each member's parameters (and, in subclasses, its other state) into its own
         strategy object, for its statistics, probes and record."""
-        for i, member in enumerate(self.members):
-            self.model.copy_to(i, member.model)
+        self.sync_model()
 
     def stats(self, i: int) -> dict[str, Any]:
         """Member ``i``'s strategy statistics after :meth:`sync`."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from retain.ensemble.base import EnsembleStrategy
-from retain.ensemble.replay import EnsembleDER, EnsembleDERpp, EnsembleER
+from retain.ensemble.regularised import EnsembleEWC, EnsembleLwF, EnsembleSI
+from retain.ensemble.replay import EnsembleAGEM, EnsembleDER, EnsembleDERpp, EnsembleER
 from retain.strategies.naive import Naive
 
 
@@ -15,5 +16,6 @@ class EnsembleNaive(EnsembleStrategy):
 
 #: Sequential strategy class -> its batched implementation.
 BATCHED: dict[type, type[EnsembleStrategy]] = {
-    impl.strategy: impl for impl in (EnsembleNaive, EnsembleER, EnsembleDER, EnsembleDERpp)
+    impl.strategy: impl for impl in (EnsembleNaive, EnsembleER, EnsembleDER, EnsembleDERpp, EnsembleAGEM, EnsembleEWC,
+                                     EnsembleSI, EnsembleLwF)
 }

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from retain.ensemble.base import EnsembleStrategy, member_cross_entropy, member_mse
 from retain.ensemble.buffer import StackedReservoir
+from retain.strategies.agem import AGEM
 from retain.strategies.der import DER
 from retain.strategies.derpp import DERpp
 from retain.strategies.er import ER
@@ -92,3 +93,38 @@ class EnsembleDERpp(EnsembleDER):
     """:class:`retain.strategies.derpp.DERpp` for N members (DER with its ``beta``)."""
 
     strategy = DERpp
+
+
+class EnsembleAGEM(EnsembleReplay):
+    """:class:`retain.strategies.agem.AGEM` for N members: each member's gradient is projected
+    against its own reference gradient (per-member dot products over all its parameters)."""
+
+    strategy = AGEM
+
+    def _flat(self, grads: list[Tensor]) -> Tensor:
+        return torch.cat([g.reshape(self.size, -1) for g in grads], 1)
+
+    def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        params = self.model.parameters()
+        loss = member_cross_entropy(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        grad = self._flat([p.grad for p in params])
+        logged = {}
+        if len(self.buffer):
+            bx, by, _, _ = self.buffer.sample(self.config.replay_batch_size)
+            ref_loss = member_cross_entropy(self.model(bx), by)
+            ref = self._flat(torch.autograd.grad(ref_loss.sum(), params))
+            dot = (grad * ref).sum(1)
+            scale = torch.where(dot < 0, dot / (ref * ref).sum(1).clamp_min(1e-12), torch.zeros_like(dot))
+            grad = grad - scale[:, None] * ref
+            logged["projected"] = (dot < 0).float()
+        offset = 0
+        for p in params:
+            size = p[0].numel()
+            p.grad = grad[:, offset: offset + size].reshape(p.shape)
+            offset += size
+        self.optimizer.step()
+        self.after_update()
+        self.buffer.add(x, y, task)
+        return {"loss": loss.detach(), **logged}
