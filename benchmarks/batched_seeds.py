@@ -9,7 +9,8 @@ diagnostics probes (the same per-member cost on both sides). Both sides use one 
 (``--threads``); the data are loaded once, before any timing. Prints, per strategy and N, both
 times, their ratio, each side's peak resident memory (VmHWM, reset before each side) and the
 mean final accuracy of each side with the sequential runs' spread, plus the load average before
-and after (the machine may be shared).
+and after. On a shared machine wall-clock times swing with the other processes' load, so the
+ratio of CPU times (``time.process_time``: the work this process did, one thread) is printed too.
 
     OMP_NUM_THREADS=1 python benchmarks/batched_seeds.py --data-dir ../shared/data/mnist
     OMP_NUM_THREADS=1 python benchmarks/batched_seeds.py --strategies derpp --members 5 --tasks 5
@@ -42,9 +43,9 @@ def specs(strategy: str, n: int, tasks: int, data_dir: str | None):
 def timed(fn):
     memory = PeakMemory()
     memory.start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    return out, time.perf_counter() - t0, memory.peak_mb()
+    return out, time.perf_counter() - t0, time.process_time() - c0, memory.peak_mb()
 
 
 def measure(strategy: str, n: int, tasks: int, data_dir: str | None, batched_first: bool) -> dict:
@@ -52,12 +53,13 @@ def measure(strategy: str, n: int, tasks: int, data_dir: str | None, batched_fir
     sides = {"sequential": lambda: [run_experiment(c) for c in cfgs], "batched": lambda: run_ensemble(cfgs)}
     out = {}
     for side in (("batched", "sequential") if batched_first else ("sequential", "batched")):
-        results, seconds, peak = timed(sides[side])
+        results, seconds, cpu, peak = timed(sides[side])
         accs = [r.metrics["avg_acc"] for r in results]
-        out[side] = {"seconds": seconds, "peak_mb": peak, "avg_acc": accs}
+        out[side] = {"seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak, "avg_acc": accs}
     seq = out["sequential"]["avg_acc"]
     return {"strategy": strategy, "members": n, "tasks": tasks, **out,
             "ratio": out["batched"]["seconds"] / out["sequential"]["seconds"],
+            "cpu_ratio": out["batched"]["cpu_seconds"] / out["sequential"]["cpu_seconds"],
             "acc_mean_seq": statistics.mean(seq), "acc_mean_batched": statistics.mean(out["batched"]["avg_acc"]),
             "acc_spread_seq": (min(seq), max(seq))}
 
@@ -84,7 +86,8 @@ def main() -> None:
             s, b = row["sequential"], row["batched"]
             lo, hi = row["acc_spread_seq"]
             print(f"{strategy:6s} N={n:2d}: sequential {s['seconds']:7.1f} s  batched {b['seconds']:7.1f} s  "
-                  f"ratio {row['ratio']:.3f}  peak MiB {s['peak_mb']:.0f} vs {b['peak_mb']:.0f}  "
+                  f"ratio {row['ratio']:.3f} (CPU time {s['cpu_seconds']:.1f} vs {b['cpu_seconds']:.1f} s: "
+                  f"{row['cpu_ratio']:.3f})  peak MiB {s['peak_mb']:.0f} vs {b['peak_mb']:.0f}  "
                   f"acc {row['acc_mean_seq']:.4f} [{lo:.4f}, {hi:.4f}] vs {row['acc_mean_batched']:.4f}  "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
     load_after = os.getloadavg()

@@ -25,6 +25,45 @@ def batch_statistics(model: nn.Module) -> list[str]:
     return found
 
 
+class _StackedLinear(torch.autograd.Function):
+    """Per member ``x_i @ W_i.T + b_i`` for ``x`` ``[N, B, in]``, ``W`` ``[N, out, in]``, ``b``
+    ``[N, out]``, with the gradients nn.Linear's backward computes (``G_i.T @ x_i``, ``G_i @ W_i``,
+    ``G_i.sum(0)``), each made directly in its tensor's layout."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        return (torch.bmm(grad, weight) if need_x else None, torch.bmm(grad.transpose(1, 2), x) if need_w else None,
+                grad.sum(1) if need_b else None)
+
+
+def _linear_chain(model: nn.Module) -> list[tuple[str, str]] | None:
+    """("linear", name) and ("relu", name) steps when ``model`` is retain's MLP (a flatten, then
+    Linear layers with biases and ReLUs, then a Linear head), else None."""
+    from retain.models.mlp import MLP
+
+    if type(model) is not MLP:
+        return None
+    steps: list[tuple[str, str]] = []
+    modules = [(f"body.{n}", m) for n, m in model.body.named_children()] + [("head", model.head)]
+    for name, module in modules:
+        if isinstance(module, nn.Flatten) and name == "body.0":
+            continue
+        if type(module) is nn.Linear and module.bias is not None:
+            steps.append(("linear", name))
+        elif type(module) is nn.ReLU:
+            steps.append(("relu", name))
+        else:
+            return None
+    return steps
+
+
 class StackedModel:
     """The stacked parameters of ``models`` (same architecture) and their vmapped forward.
 
@@ -45,6 +84,7 @@ class StackedModel:
         per_member = [dict(m.named_parameters()) for m in models]
         self.params = {n: torch.stack([p[n].detach() for p in per_member]).requires_grad_(True) for n in self.names}
         self.skeleton = copy.deepcopy(models[0]).to("meta")
+        self.layers = _linear_chain(self.skeleton)
         self._forward = vmap(self._one)
 
     def _one(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
@@ -54,7 +94,18 @@ class StackedModel:
         """Each member's outputs on its own inputs: ``x`` is ``[N, batch, ...]``, the result
         ``[N, batch, outputs]``. ``params``: other stacked parameters of the same shapes (a frozen
         teacher), instead of the trained ones."""
-        return self._forward(self.params if params is None else params, x)
+        params = self.params if params is None else params
+        if self.layers is None:
+            return self._forward(params, x)
+        # A chain of Linear and ReLU (retain's MLP): the same function as the vmapped forward, written as
+        # batched matrix products with a backward that makes each weight gradient in the weight's own
+        # layout (vmap's, and bmm's own, copy a transposed gradient at every step: measured 25-38% of a
+        # step at N = 5 on the CPU).
+        h = x.reshape(x.shape[0], x.shape[1], -1)
+        for kind, name in self.layers:
+            h = torch.relu(h) if kind == "relu" else _StackedLinear.apply(h, params[f"{name}.weight"],
+                                                                           params[f"{name}.bias"])
+        return h
 
     def parameters(self) -> list[Tensor]:
         return [self.params[n] for n in self.names]
