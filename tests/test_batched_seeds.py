@@ -184,3 +184,32 @@ def test_member_batches_are_each_members_sequential_batches(benchmark):
         for x, y in member_test_batches(exps, 100):
             assert all(torch.equal(x[i], exps[i].prepare(exps[i].test_x[: len(y[i])])) for i in range(len(SEEDS)))
             break
+
+
+def test_each_member_reaches_its_own_loggers():
+    from retain.ensemble.execute import execute_ensemble
+    from retain.loggers import Logger, LoggerSpec, register_logger
+
+    calls: list[tuple] = []
+
+    @register_logger("test-batched-recorder")
+    class Recorder(Logger):
+        def start_run(self, info):
+            calls.append(("start_run", info.key))
+
+        def log_steps(self, task, first_step, losses):
+            calls.append(("log_steps", task, first_step, len(losses)))
+
+        def log_task(self, task, accuracies, metrics):
+            calls.append(("log_task", task))
+
+        def end_run(self, status, metrics):
+            calls.append(("end_run", status))
+
+    cfgs = specs("naive", seeds=(0, 1), tasks=2)
+    records = execute_ensemble(Ensemble(tuple(cfgs)), loggers=(LoggerSpec("test-batched-recorder"),))
+    assert [r.status for r in records] == ["finished", "finished"]
+    assert sorted(c[1] for c in calls if c[0] == "start_run") == sorted(c.key for c in cfgs)
+    steps = [c for c in calls if c[0] == "log_steps"]
+    assert [s[1:3] for s in steps] == [(0, 1), (0, 1), (1, 44), (1, 44)] and steps[0][3] == 43  # steps count on
+    assert [c for c in calls if c[0] == "end_run"] == [("end_run", "finished")] * 2
