@@ -32,12 +32,12 @@ ACC_TOL = 0.01
 PARAM_TOL = 1e-4
 
 
-def specs(strategy: str, seeds=SEEDS, tasks: int = 3, **params):
+def specs(strategy: str, seeds=SEEDS, tasks: int = 3, plasticity=None, **params):
     if strategy in ("er", "der", "derpp", "agem"):
         params.setdefault("buffer_size", 60)
         params.setdefault("replay_batch_size", 16)
-    return [RunConfig(strategy=strategy, seed=s, tasks=tasks, epochs=1, params=params, device="cpu").resolve()
-            for s in seeds]
+    return [RunConfig(strategy=strategy, seed=s, tasks=tasks, epochs=1, params=params, device="cpu",
+                      plasticity=plasticity or {}).resolve() for s in seeds]
 
 
 def snapshot(store: dict):
@@ -60,7 +60,10 @@ CASES = {"naive": ("naive", {}), "er": ("er", {}), "der": ("der", {}), "derpp": 
          "agem": ("agem", {}), "ewc": ("ewc", {"ewc_lambda": 50.0, "fisher_samples": 64}),
          "ewc-online-sampled": ("ewc", {"online": True, "gamma": 0.9, "fisher": "sampled", "ewc_lambda": 50.0}),
          "ewc-empirical": ("ewc", {"fisher": "empirical", "fisher_samples": 64, "ewc_lambda": 50.0}),
-         "si": ("si", {"si_c": 1.0}), "lwf": ("lwf", {})}
+         "si": ("si", {"si_c": 1.0}), "lwf": ("lwf", {}),
+         # plasticity fixes at task starts: ReDo draws from the global generator, shrink-and-perturb from its own
+         "derpp-redo": ("derpp", {"plasticity": {"redo": True, "redo_tau": 0.9}}),
+         "naive-shrink-perturb": ("naive", {"plasticity": {"shrink_perturb": True}})}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -137,6 +140,8 @@ def test_plan_groups_by_configuration_and_says_once_why_others_go_one_by_one():
                      "reservoir buffer is batched)"]
     _, notes = plan(derpp, checkpoints=True)
     assert notes and "--checkpoint-dir" in notes[0]
+    assert "per-step plasticity fix" in unsupported(specs("naive", seeds=(0,), plasticity={"wsc": True})[0])
+    assert unsupported(specs("naive", seeds=(0,), plasticity={"redo_tau": 0.2})[0]) is None  # no fix enabled
     resnet = RunConfig(strategy="naive", benchmark="synthetic", backbone="resnet18-reduced", device="cpu").resolve()
     assert "backbone resnet18-reduced" in unsupported(resnet)
 

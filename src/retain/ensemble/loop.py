@@ -22,6 +22,7 @@ from retain.ensemble.data import member_batches, member_test_batches
 from retain.ensemble.support import batched_class
 from retain.errors import DivergedError
 from retain.metrics.matrix import summarize
+from retain.plasticity import make_plasticity
 from retain.training.evaluation import _class_mask
 from retain.training.loop import (
     Progress,
@@ -89,9 +90,14 @@ def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
     t_start = time.perf_counter()
     memory = PeakMemory()
     memory.start()
-    built = [build(cfg) for cfg in cfgs]
+    built, rng_states = [], []
+    for cfg in cfgs:
+        built.append(build(cfg))
+        rng_states.append(torch.get_rng_state())  # the global stream as the member's run leaves it after build
     benches, members = [b for b, _ in built], [s for _, s in built]
     _check_alike(benches, members)
+    plastic = [make_plasticity(cfg.plasticity_config(), s, cfg.seed) for cfg, s in zip(cfgs, members)]
+    fixes = MemberFixes(plastic, rng_states) if any(plastic) else None
     first, n = cfgs[0], len(cfgs)
     impl: EnsembleStrategy = batched_class(first.strategy_class)(members, make_optimizer_factory(first))
     task_il = benches[0].scenario == "task-il"
@@ -113,7 +119,8 @@ def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
     done, first_step = 0, 1
     for t in range(len(exps[0])):
         t0 = time.perf_counter()
-        losses, step_losses = _train_task(first, impl, [s[t] for s in sets], [e[t] for e in exps], t, gens, failed)
+        losses, step_losses = _train_task(first, impl, [s[t] for s in sets], [e[t] for e in exps], t, gens, failed,
+                                          fixes, steps_per_task[t])
         done += steps_per_task[t]
         if progress:
             progress(done, total, f"task {t + 1}/{len(exps[0])}")
@@ -140,14 +147,39 @@ def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
     return [failed.get(i, result) for i, result in enumerate(results)]
 
 
+class MemberFixes:
+    """The members' own plasticity fixes (retain.plasticity), applied at task starts to each
+    member's synced model and copied back into the stack. ReDo draws fresh weights from torch's
+    global generator, so each member's global stream is kept here and swapped in around its call,
+    continuing where the member's sequential run would be."""
+
+    def __init__(self, fixes: list, rng_states: list[torch.Tensor]):
+        self.fixes, self.rng_states = fixes, rng_states
+
+    def begin_task(self, impl: EnsembleStrategy, t: int, current: list[Experience], steps: int) -> None:
+        impl.sync_model()
+        for i, (fix, exp) in enumerate(zip(self.fixes, current)):
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(self.rng_states[i])
+                fix.begin_task(t, exp, steps)
+                self.rng_states[i] = torch.get_rng_state()
+            impl.model.copy_from(i, impl.members[i].model)
+
+    def after_steps(self, n: int) -> None:
+        for fix in self.fixes:
+            fix.steps += n  # the step count; the per-step fixes are not batched (support.py)
+
+
 def _train_task(cfg: RunSpec, impl: EnsembleStrategy, train_on: list[list[Experience]], current: list[Experience],
-                t: int, gens: list[torch.Generator], failed: dict[int, Exception]
-                ) -> tuple[list[float | None], list[list[float]]]:
+                t: int, gens: list[torch.Generator], failed: dict[int, Exception], fixes: MemberFixes | None = None,
+                planned: int = 0) -> tuple[list[float | None], list[list[float]]]:
     """``cfg.epochs`` passes of every member over its own ``train_on`` as task ``t``; returns each
     member's mean loss and per-step losses. A member whose loss turns non-finite is put in
     ``failed`` (its gradient never reaches the others: the loss is a sum over members)."""
     if not cfg.task_free:
         impl.begin_task(current)
+    if fixes:
+        fixes.begin_task(impl, t, current, planned)
     loss_sum, logged = torch.zeros(impl.size), []
     for epoch in range(cfg.epochs):
         for x, y in member_batches(train_on, cfg.batch_size, gens):
@@ -157,6 +189,8 @@ def _train_task(cfg: RunSpec, impl: EnsembleStrategy, train_on: list[list[Experi
         for i in (~torch.isfinite(loss_sum)).nonzero().flatten().tolist():
             failed.setdefault(i, DivergedError(f"loss became non-finite in task {t + 1}, epoch {epoch + 1} with "
                                                f"lr {cfg.lr}; lower --lr", task=t))
+    if fixes:
+        fixes.after_steps(len(logged))
     if not cfg.task_free:
         impl.end_task(current)
     steps = torch.stack(logged).T.tolist() if logged else [[] for _ in range(impl.size)]

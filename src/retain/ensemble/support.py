@@ -3,7 +3,8 @@
 A run is batched when its strategy has a batched implementation (a built-in listed in
 :data:`BATCHED`, or a strategy class that declares its own in ``ensemble_strategy``), its
 backbone has no batch statistics (:data:`BACKBONES`), and it asks for nothing the ensemble loop
-does not do (mixed precision, an accelerator, blurred boundaries, plasticity fixes, checkpoints).
+does not do (mixed precision, an accelerator, blurred boundaries, per-step plasticity fixes,
+checkpoints).
 Runs that differ only in seed and task order form one ensemble.
 """
 
@@ -46,8 +47,11 @@ def unsupported(cfg: RunSpec, *, checkpoints: bool = False) -> str | None:
         return "--amp"
     if cfg.blur > 0:
         return "--blur"
-    if any(cfg.plasticity.values()):
-        return "plasticity fixes"
+    fixes = cfg.plasticity_config()
+    if fixes.wsc or (fixes.redo and fixes.redo_every) or (fixes.shrink_perturb and fixes.sp_when == "step"):
+        return "a per-step plasticity fix (only ReDo and shrink-and-perturb at task starts are batched)"
+    if fixes.redo and cfg.optimizer != "sgd":
+        return "ReDo with Adam (it resets optimiser moments of the member's own optimiser)"
     if checkpoints:
         return "--checkpoint-dir"
     return impl.unsupported(cfg.strategy_config())
