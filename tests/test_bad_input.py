@@ -232,6 +232,9 @@ CASES = [
          _flags(*SYNTH, "--strategy", "er", "--hp", "derpp.beta=0.5"), r"'derpp' is not among the selected"),
     Case("prefix-of-a-flag", "--seed 1 (a prefix of --seeds: no prefix matching)",
          _flags(*SYNTH, "--seed", "1"), r"unrecognized arguments: --seed"),
+    Case("flag-given-twice", "--buffer-size 100 --buffer-size=200 (one value; argparse would keep the last)",
+         _flags(*SYNTH, "--strategy", "er", "--buffer-size", "100", "--buffer-size=200"),
+         r"--buffer-size was given 2 times; it takes one value"),
     Case("workers-zero", "--workers 0", _flags(*SYNTH, "--workers", "0"), r"--workers: expected 'auto' or an integer"),
     # ---- wrong types are refused, not coerced (study files name file:line and the type expected)
     Case("study-bool-for-int", "study file with buffer_size = true (a bool is not an integer)",

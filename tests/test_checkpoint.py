@@ -171,3 +171,26 @@ def test_resume_with_plasticity_fixes_is_identical(tmp_path, fixes):
         run_experiment(cfg(), checkpoint_dir=tmp_path, after_task=[_stop_at(2)])
     resumed = run_experiment(cfg(), checkpoint_dir=tmp_path)
     assert (resumed.acc_matrix, resumed.losses) == (reference.acc_matrix, reference.losses)
+
+
+def test_cuda_random_states_are_saved_once_cuda_is_in_use(monkeypatch):
+    """Dropout and on-device draws use CUDA's own generators: a checkpoint of a CUDA run keeps them
+    (and restores them), a CPU run's checkpoint has none, and a CUDA checkpoint is refused where
+    CUDA is absent rather than resumed with different random numbers. CUDA is simulated here."""
+    from retain.training.checkpoint import rng_state, set_rng_state
+
+    gen = torch.Generator().manual_seed(0)
+    assert "cuda" not in rng_state(gen)  # no CUDA in use: nothing extra, and CUDA is not initialised
+    saved = [torch.arange(8, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    state = rng_state(gen)
+    assert state["cuda"] is saved
+    set_rng_state(state, gen)
+    assert restored == [saved]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DataError, match="CUDA random states"):
+        set_rng_state(state, gen)

@@ -21,6 +21,23 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._refuse_repeats(sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_repeats(self, argv: list[str]) -> None:
+        """A flag that holds one value, given twice, is an error: argparse would keep the last one
+        silently, so `--buffer-size 200 --buffer-size 500` would run one buffer size, not a sweep."""
+        argv = argv[: argv.index("--")] if "--" in argv else argv
+        for action in self._actions:
+            if type(action) is not argparse._StoreAction or not action.option_strings:
+                continue
+            given = [a for a in argv if a in action.option_strings or a.split("=", 1)[0] in action.option_strings]
+            if len(given) > 1:
+                self.error(f"{action.option_strings[-1]} was given {len(given)} times; it takes one value "
+                           "(to compare several values, list them in a study file: buffer_size = [200, 500], "
+                           "see docs/studies.md)")
+
     def error(self, message: str):
         """One line, exit 2, like every other refusal of bad input (the usage is one --help away)."""
         where = self.prog.removeprefix("retain").strip()

@@ -55,13 +55,18 @@ def rng_state(loop_generator: torch.Generator) -> dict[str, Any]:
     """Every generator a run may draw from, as tensors and plain values."""
     kind, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     version, mt, py_gauss = random.getstate()
-    return {
+    state = {
         "torch": torch.get_rng_state(),
         "loop": loop_generator.get_state(),
         "python": [version, list(mt), py_gauss],
         "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
                   "has_gauss": has_gauss, "gauss": gauss},
     }
+    # CUDA keeps one generator per device (dropout, randn on the device); saved only once CUDA is in use,
+    # so a CPU run neither initialises CUDA nor changes its checkpoint.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any], loop_generator: torch.Generator) -> None:
@@ -71,6 +76,11 @@ def set_rng_state(state: dict[str, Any], loop_generator: torch.Generator) -> Non
     random.setstate((version, tuple(mt), gauss))
     n = state["numpy"]
     np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state:
+        if not torch.cuda.is_available():
+            raise DataError("the checkpoint holds CUDA random states but CUDA is not available here; "
+                            "resume on a machine with the run's device")
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save(path: Path, *, run_key: str, task: int, strategy_state: dict[str, Any], rng: dict[str, Any],
