@@ -218,3 +218,29 @@ def test_each_member_reaches_its_own_loggers():
     steps = [c for c in calls if c[0] == "log_steps"]
     assert [s[1:3] for s in steps] == [(0, 1), (0, 1), (1, 44), (1, 44)] and steps[0][3] == 43  # steps count on
     assert [c for c in calls if c[0] == "end_run"] == [("end_run", "finished")] * 2
+
+
+@pytest.mark.parametrize("case", ["derpp", "ewc-online-sampled", "si"])
+def test_a_diverging_member_fails_alone(case):
+    """A member whose weights turn NaN is recorded as failed; the others' numbers do not change."""
+    from retain.ensemble import loop
+
+    strategy, params = CASES[case]
+    cfgs = specs(strategy, seeds=(0, 1), **params)
+    clean = run_ensemble(cfgs)
+    original = loop._train_task
+
+    def poisoned(cfg, impl, *args, **kwargs):
+        if args[2] == 1:  # task 2: member 1's weights become NaN before it trains
+            with torch.no_grad():
+                for p in impl.model.parameters():
+                    p[1] = float("nan")
+        return original(cfg, impl, *args, **kwargs)
+
+    loop._train_task = poisoned
+    try:
+        results = run_ensemble(cfgs)
+    finally:
+        loop._train_task = original
+    assert isinstance(results[1], Exception) and "non-finite in task 2" in str(results[1])
+    assert results[0].acc_matrix == clean[0].acc_matrix and results[0].losses == clean[0].losses

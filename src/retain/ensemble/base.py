@@ -48,6 +48,7 @@ class EnsembleStrategy:
         self.model = StackedModel([m.model for m in members])
         self.make_optimizer = make_optimizer
         self.optimizer = make_optimizer(self.model.parameters())
+        self.retired: set[int] = set()  # members whose loss turned non-finite (see retire)
 
     @classmethod
     def unsupported(cls, config: Any) -> str | None:
@@ -81,8 +82,31 @@ class EnsembleStrategy:
         """One optimiser step on the sum over members of ``loss + extra`` (both ``[N]``)."""
         self.optimizer.zero_grad(set_to_none=True)
         (loss if extra is None else loss + extra).sum().backward()
-        self.optimizer.step()
+        self.optimizer_step()
         self.after_update()
+
+    def optimizer_step(self) -> None:
+        """The optimiser's step, with the gradients of retired members set to zero first."""
+        if self.retired:
+            rows = torch.tensor(sorted(self.retired))
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad[rows] = 0.0
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def retire(self, i: int) -> None:
+        """Stop member ``i`` (its loss turned non-finite; its run is recorded as failed): its
+        weights become a copy of a healthy member's, so boundary statistics taken on them stay
+        finite, and from now on its gradients and optimiser moments are zero, so it never moves.
+        The others are untouched: no gradient crosses members."""
+        self.retired.add(i)
+        healthy = next((k for k in range(self.size) if k not in self.retired), None)
+        for p in self.model.parameters():
+            p[i] = p[healthy] if healthy is not None else 0.0
+            for value in self.optimizer.state.get(p, {}).values():
+                if isinstance(value, Tensor) and value.shape == p.shape:
+                    value[i] = 0.0
 
     def after_update(self) -> None:
         """Called after every optimiser step."""

@@ -135,7 +135,7 @@ def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
             result.acc_matrix.append(rows[i])
             result.eval_seconds.append(eval_share)
             result.stats.append(impl.stats(i))
-            for hook in member_hooks[i]:
+            for hook in member_hooks[i] if i not in failed else ():
                 hook(RunContext(cfgs[i], benches[i], members[i], t, result.acc_matrix, result,
                                 step_losses[i], first_step))
         first_step += len(step_losses[0])
@@ -187,8 +187,10 @@ def _train_task(cfg: RunSpec, impl: EnsembleStrategy, train_on: list[list[Experi
             loss_sum += loss
             logged.append(loss)
         for i in (~torch.isfinite(loss_sum)).nonzero().flatten().tolist():
-            failed.setdefault(i, DivergedError(f"loss became non-finite in task {t + 1}, epoch {epoch + 1} with "
-                                               f"lr {cfg.lr}; lower --lr", task=t))
+            if i not in failed:
+                failed[i] = DivergedError(f"loss became non-finite in task {t + 1}, epoch {epoch + 1} with "
+                                          f"lr {cfg.lr}; lower --lr", task=t)
+                impl.retire(i)
     if fixes:
         fixes.after_steps(len(logged))
     if not cfg.task_free:

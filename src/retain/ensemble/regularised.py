@@ -98,7 +98,7 @@ class EnsembleSI(EnsembleRegularised):
         self._grads = {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
         self._before = {n: p.detach().clone() for n, p in params.items()}
         extra.sum().backward()
-        self.optimizer.step()
+        self.optimizer_step()
         with torch.no_grad():
             for n, g in self._grads.items():
                 self.omega[n] -= g * (params[n] - self._before[n])

@@ -124,7 +124,7 @@ class EnsembleAGEM(EnsembleReplay):
             size = p[0].numel()
             p.grad = grad[:, offset: offset + size].reshape(p.shape)
             offset += size
-        self.optimizer.step()
+        self.optimizer_step()
         self.after_update()
         self.buffer.add(x, y, task)
         return {"loss": loss.detach(), **logged}
