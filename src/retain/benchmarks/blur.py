@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from retain import distributed
 from retain.benchmarks.base import Experience, TrainBatch, gather_train
 
 
@@ -46,5 +47,5 @@ def blurred_batches(exps: list[Experience], t: int, blur: float, seed: int, batc
     local = torch.cat([idx for _, idx in parts])
     perm = torch.randperm(len(owner), generator=gen)
     for i in range(0, len(perm), batch_size):
-        sel = perm[i: i + batch_size]
+        sel = distributed.shard(perm[i: i + batch_size])  # data-parallel: this rank's piece of the batch
         yield gather_train([(parts[k][0], local[sel[owner[sel] == k]]) for k in owner[sel].unique().tolist()])

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # `retain run --ddp N` starts its ranks with the same arguments
     try:
         return int(args.handler(args) or 0)
     except RetainError as exc:

@@ -148,7 +148,8 @@ def _configs(args: argparse.Namespace):
                                 blur=args.blur, params=strategy_params,
                                 benchmark_options=dict(args.benchmark_option or ()),
                                 backbone_options=dict(args.backbone_option or ()), device=args.device,
-                                amp=args.amp, deterministic=args.deterministic, **run_kwargs)
+                                amp=args.amp, deterministic=args.deterministic,
+                                ddp=1 if args.ddp is None else args.ddp, **run_kwargs)
                 out.append(cfg.resolve())  # the one place a run is checked and its defaults filled
     return out
 
@@ -237,7 +238,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from retain.store import Store
 
     _check_how(args)
+    from retain.execution.ddp import ddp_from_env, run_rank
+
+    ddp_from_env(args)  # under torchrun, --ddp is its world size
     study = _study(args)
+    code = run_rank(args, study.configs)  # --ddp: start the ranks here; a rank other than 0 trains and ends
+    if code is not None:
+        return code
     if any(c.deterministic and c.device.startswith("cuda") for c in study.configs):
         from retain.training.device import CUBLAS_WORKSPACE
 
@@ -329,6 +336,11 @@ def add_parser(sub) -> None:
                      help="deterministic CUDA kernels (torch.use_deterministic_algorithms, "
                           "CUBLAS_WORKSPACE_CONFIG=:4096:8): reproducible GPU numbers, slower (often 10-30%%); "
                           "CPU runs are deterministic already")
+    run.add_argument("--ddp", type=int, metavar="N",
+                     help="data-parallel training on N processes of this machine (gloo on the CPU, nccl on CUDA, "
+                          "one GPU each): each rank trains on its share of every batch and keeps its share of the "
+                          "replay buffer; rank 0 alone writes. Under torchrun, its world size. Default 1; "
+                          "docs/architecture.md")
     run.add_argument("--task-free", action="store_true", help="no task boundaries reach the strategy")
     from retain.plasticity.flags import add_plasticity_flags
 

@@ -134,6 +134,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (retain.training.device)
     amp: str | None = None  # mixed precision: bf16 | fp16; None is float32
     deterministic: bool = False  # deterministic CUDA kernels (slower; retain.training.device)
+    ddp: int = 1  # data-parallel ranks (--ddp N or torchrun; retain.distributed); 1: one process
 
     def resolve(self) -> RunSpec:
         """The frozen, fully resolved run: defaults filled, every value checked, the strategy's
@@ -176,6 +177,9 @@ class RunConfig:
             raise ConfigError(f"deterministic must be true or false, got {d['deterministic']!r}")
         strategy_config = cls.Config.from_params(self.strategy, d["params"])
         PlasticityConfig.from_dict(d["plasticity"])
+        from retain.distributed import check_world
+
+        check_world(d["ddp"], d["device"], cls, strategy_config, d)
         from retain.plugins import sources_of
 
         plugins = sources_of(cls, bench_factory, backbone)
@@ -241,12 +245,14 @@ def _keyed(d: dict[str, Any], params: dict[str, Any], plugins: tuple[PluginSourc
     """What the run key hashes: the resolved values, with the strategy's hyperparameters filled in
     and only the keys that strategy uses. The data directory is left out (checksums pin the data);
     fields added later are left out at their default (device, amp and determinism: for a float32
-    CPU run, see :func:`retain.training.device.key_fields`), so the keys of older runs stay valid; the
+    CPU run, see :func:`retain.training.device.key_fields`; ddp when 1), so the keys of older runs stay valid; the
     source hash of every plugin the run uses is in, so changing a plugin's code reruns its runs."""
     from retain.training.device import key_fields
 
-    out = {k: v for k, v in d.items() if k not in ("data_dir", "device", "amp", "deterministic")}
+    out = {k: v for k, v in d.items() if k not in ("data_dir", "device", "amp", "deterministic", "ddp")}
     out.update(key_fields(d["device"], d["amp"], d["deterministic"]))
+    if d["ddp"] > 1:  # per-rank buffers and reduction order change the numbers; one process keeps old keys
+        out["ddp"] = d["ddp"]
     out["hidden"] = list(out["hidden"])
     out["params"] = params
     for name in ("backbone_options", "blur", "plasticity"):
@@ -285,6 +291,7 @@ class RunSpec:
     device: str  # concrete: cpu, cuda:N or mps
     amp: str | None
     deterministic: bool
+    ddp: int  # ranks that train it together (1: one process)
     plugins: tuple[PluginSource, ...]
     key: str
     resolved: dict[str, Any] = field(repr=False)
@@ -313,6 +320,10 @@ class RunSpec:
         """Refuse what only the built benchmark can judge (the strategy says what: e.g. a replay
         buffer larger than all of the training data)."""
         self.strategy_class.check_benchmark(self.strategy_config(), bench, self)
+        if self.ddp > 1:  # a last batch with fewer samples than ranks
+            from retain.distributed import check_batches
+
+            check_batches(self, bench)
 
     def check_backbone(self, bench) -> None:
         """Build the backbone once for ``bench``'s inputs, on torch's meta device (no memory, no

@@ -203,6 +203,12 @@ def make_executor(backend: str = "local", workers: int = 1, address: str | None 
     if address:
         raise ConfigError("--address is for --backend ray")
     threads = threads or threads_per_run(workers)
+    from retain import distributed
+
+    if distributed.world_size() > 1:  # rank 0 of a data-parallel study (retain.execution.ddp)
+        from retain.execution.ddp import DataParallel
+
+        return DataParallel(progress, threads, loggers)
     if workers == 1:
         return InProcess(progress, checkpoint_dir, threads, loggers)
     return ProcessPool(workers, checkpoint_dir, threads, loggers)

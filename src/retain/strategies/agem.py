@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from retain import distributed
 from retain.strategies.base import register_strategy
 from retain.strategies.er import ReplayStrategy
 
@@ -39,6 +40,7 @@ class AGEM(ReplayStrategy):
     cost = "a reservoir buffer; one extra gradient on a buffer batch and a projection per step"
     amp_modes = ("bf16",)
     amp_note = "A-GEM projects raw float32 gradients; fp16 would need them unscaled first (use bf16)"
+    data_parallel = True  # the current gradient (backward) and the reference gradient are rank averages
 
     accepts_regularisers = True
 
@@ -63,7 +65,10 @@ class AGEM(ReplayStrategy):
             replay = self.replay(self.config.replay_batch_size)
             with self.autocast():
                 ref_loss = F.cross_entropy(self.model(replay.x), replay.y)
-            ref = self._flat_grad(ref_loss)
+            # Data-parallel: each rank drew its share of the memory batch; the mean over the ranks is
+            # the reference gradient of the whole draw, so every rank projects the same way. (Every
+            # rank's buffer fills from the first step on, so all ranks take this branch together.)
+            ref = distributed.mean(self._flat_grad(ref_loss))
             grad, dot = project(grad, ref)
             logged["projected"] = (dot < 0).float()
         self._apply(grad)

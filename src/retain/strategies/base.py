@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retain.benchmarks.base import Experience
+from retain.distributed import average_gradients
 from retain.registry import Registry
 from retain.strategies.config import StrategyConfig
 
@@ -62,6 +63,13 @@ class Strategy:
     amp_modes: ClassVar[tuple[str, ...]] = ("bf16", "fp16")
     #: Why a precision the class leaves out of ``amp_modes`` cannot work, for the error message.
     amp_note: ClassVar[str] = ""
+    #: Whether ``observe`` works data-parallel (``--ddp``): it takes gradients through :meth:`backward`
+    #: (which averages them over the ranks) and reduces any other statistic of the data it steps with
+    #: (:mod:`retain.distributed`). Counts only when declared by the class that defines ``observe`` or a
+    #: subclass of it, as ``amp_modes`` does.
+    data_parallel: ClassVar[bool] = True
+    #: Why the class does not support data-parallel training, for the error message.
+    ddp_note: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, config: StrategyConfig, *, make_optimizer: OptimizerFactory,
                  num_classes: int, device: torch.device | str = "cpu", amp: str | None = None):
@@ -78,16 +86,35 @@ class Strategy:
         self.augment: Callable[[Tensor], Tensor] | None = None  # set by the loop before each task
 
     @classmethod
+    def _declares_for_observe(cls, attribute: str) -> bool:
+        """Whether ``attribute`` is declared by the class that defines ``observe`` or a subclass of it."""
+        owner = next(k for k in cls.__mro__ if "observe" in vars(k))
+        declared = next(k for k in cls.__mro__ if attribute in vars(k))
+        return issubclass(declared, owner)
+
+    @classmethod
     def amp_support(cls) -> tuple[tuple[str, ...], str]:
         """(precisions ``observe`` supports, why others are refused). ``amp_modes`` counts only when
         declared by the class that defines ``observe`` or a subclass of it: a strategy that writes
         its own ``observe`` and says nothing supports no mixed precision, so ``--amp`` is refused
         for it rather than silently ignored."""
-        owner = next(k for k in cls.__mro__ if "observe" in vars(k))
-        declared = next(k for k in cls.__mro__ if "amp_modes" in vars(k))
-        if not issubclass(declared, owner):
+        if not cls._declares_for_observe("amp_modes"):
             return (), f"{cls.__name__} defines its own observe and declares no amp_modes"
         return cls.amp_modes, cls.amp_note or "its observe does not support that precision"
+
+    @classmethod
+    def ddp_support(cls) -> tuple[bool, str]:
+        """(whether it trains data-parallel, why not). Like :meth:`amp_support`: a strategy that writes
+        its own ``observe`` and does not declare ``data_parallel`` is refused under ``--ddp``, since its
+        ranks' weights could drift apart silently."""
+        if not cls._declares_for_observe("data_parallel"):
+            return False, f"{cls.__name__} defines its own observe and does not declare data_parallel"
+        return cls.data_parallel, "" if cls.data_parallel else cls.ddp_note or "it declares data_parallel = False"
+
+    @classmethod
+    def check_ddp(cls, config: StrategyConfig, world: int) -> None:
+        """Refuse hyperparameters that cannot be split over ``world`` ranks (raise ConfigError), e.g. a
+        replay buffer that does not divide evenly."""
 
     @classmethod
     def check_benchmark(cls, config: StrategyConfig, benchmark: Any, run: Any) -> None:
@@ -162,10 +189,16 @@ class Strategy:
         self.after_update()
 
     def backward(self, loss: Tensor, extra: Tensor | None = None) -> None:
-        """The gradient of ``loss`` plus ``extra`` into ``.grad``, from zero (scaled with fp16)."""
+        """The gradient of ``loss`` plus ``extra`` into ``.grad``, from zero (scaled with fp16), averaged
+        over the ranks of a data-parallel run."""
         self.optimizer.zero_grad(set_to_none=True)
         total = loss if extra is None else loss + extra
         (total if self.scaler is None else self.scaler.scale(total)).backward()
+        self.average_gradients()
+
+    def average_gradients(self) -> None:
+        """Data-parallel: every ``.grad`` becomes its mean over the ranks (nothing with one rank)."""
+        average_gradients(self.model.parameters())
 
     def after_update(self) -> None:
         """Called after every optimiser step (a regulariser's bookkeeping, e.g. SI's path integral)."""

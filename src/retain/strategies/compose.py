@@ -129,6 +129,13 @@ def amp_support(parts: list[tuple[str, type[Strategy]]]) -> dict[str, Any]:
     return {"amp_modes": modes, "amp_note": "; ".join(notes)}
 
 
+def ddp_support(parts: list[tuple[str, type[Strategy]]]) -> dict[str, Any]:
+    """``data_parallel`` and ``ddp_note`` of a composite: it trains data-parallel when every part does."""
+    support = [(part, *cls.ddp_support()) for part, cls in parts]
+    notes = [f"{part}: {why}" for part, ok, why in support if not ok]
+    return {"data_parallel": not notes, "ddp_note": "; ".join(notes)}
+
+
 def _doc(parts: list[tuple[str, type[Strategy]]]) -> str:
     names = " + ".join(p for p, _ in parts[1:])
     lines = [f"{parts[0][0]} with {names} added to its loss: composite, built by name.", ""]
@@ -161,6 +168,7 @@ def compose(name: str) -> type[Strategy]:
         "accepts_regularisers": False,
         "run_defaults": {k: v for _, cls in reversed(parts) for k, v in cls.run_defaults.items()},
         **amp_support(parts),
+        **ddp_support(parts),
     }
     cls_name = "".join(p.title().replace("-", "") for p in names)
     return type(cls_name, (Composite, base), namespace)

@@ -42,6 +42,7 @@ class DER(ReplayStrategy):
 
     Config = DERConfig
     amp_modes = ("bf16", "fp16")
+    data_parallel = True  # stored logits are per sample, so they stay in the rank's own buffer
     accepts_regularisers = True
 
     def observe(self, x: Tensor, y: Tensor, task: int, *, plain: Tensor | None = None) -> dict[str, Tensor]:

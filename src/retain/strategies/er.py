@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from retain import distributed
 from retain.memory import ClassBalancedBuffer, ReplayBatch, ReservoirBuffer, buffer_stats
 from retain.strategies.base import Strategy, register_strategy
 from retain.strategies.config import StrategyConfig, hp
@@ -50,7 +51,26 @@ class ReplayStrategy(Strategy):
     def __init__(self, model, config: ReplayConfig, **kwargs):
         super().__init__(model, config, **kwargs)
         kind = ClassBalancedBuffer if config.buffer_kind == "class-balanced" else ReservoirBuffer
-        self.buffer = kind(config.buffer_size)
+        world = distributed.world_size()
+        if world == 1:
+            self.buffer = kind(config.buffer_size)
+        else:  # a slice of the memory per rank, over the rank's own stream, with its own draws
+            seed = int(torch.randint(2**62, ()))  # the same on every rank: the global generators agree
+            self.buffer = kind(config.buffer_size // world, seed=seed + distributed.rank())
+
+    @classmethod
+    def check_ddp(cls, config: ReplayConfig, world: int) -> None:
+        """Each rank keeps buffer-size / world samples and draws its share of a replay batch: the
+        buffer must split evenly (equal slices of equal streams keep the union uniform), and each
+        rank must draw at least one sample."""
+        from retain.errors import ConfigError
+
+        if config.buffer_size % world:
+            raise ConfigError(f"ddp {world}: buffer-size {config.buffer_size} must be a multiple of {world} (each rank "
+                              f"keeps an equal slice of the buffer)")
+        if config.replay_batch_size < world:
+            raise ConfigError(f"ddp {world}: replay-batch-size {config.replay_batch_size} must be at least {world} "
+                              f"(each rank draws its share)")
 
     @classmethod
     def check_benchmark(cls, config: ReplayConfig, benchmark, run) -> None:
@@ -65,8 +85,9 @@ class ReplayStrategy(Strategy):
                               f"expected at most {total}")
 
     def replay(self, k: int) -> ReplayBatch:
-        """``k`` buffer items, their inputs augmented afresh when the benchmark augments."""
-        batch = self.buffer.sample(k)
+        """``k`` buffer items, their inputs augmented afresh when the benchmark augments; in a
+        data-parallel run, this rank's share of ``k`` from its own buffer."""
+        batch = self.buffer.sample(distributed.share(k))
         if self.augment is not None:
             batch = dataclasses.replace(batch, x=self.augment(batch.x))
         return batch
@@ -93,6 +114,7 @@ class ER(ReplayStrategy):
 
     cost = "a reservoir buffer of past samples; one extra forward/backward on a buffer batch per step"
     amp_modes = ("bf16", "fp16")
+    data_parallel = True  # per-rank buffers and replay shares (ReplayStrategy); gradients averaged in step
 
     accepts_regularisers = True  # a regulariser's term sees the current batch's rows (er+ewc)
 

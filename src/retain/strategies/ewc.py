@@ -44,6 +44,8 @@ class EWCPenalty(Regulariser):
     """(lambda/2) sum_k sum_i F_k,i (theta_i - theta*_k,i)^2 over the (Fisher, anchor) pairs taken
     at each task's end: one pair per task, or exactly one in online mode."""
 
+    data_parallel = True  # the Fisher is summed over the ranks' shards of its samples
+
     def __init__(self, model, config: EWCConfig):
         super().__init__(model, config)
         self.fishers: list[dict[str, Tensor]] = []

@@ -46,6 +46,8 @@ class LwFDistillation(Regulariser):
     """alpha * T^2 * KL(old || new) on the current inputs over the classes seen before, the
     teacher being a frozen copy of the model taken at the last task end."""
 
+    data_parallel = True  # the teacher is a copy of identical weights; its term is on the rank's batch
+
     def __init__(self, model: nn.Module, config: LwFConfig):
         super().__init__(model, config)
         self.old_model: nn.Module | None = None

@@ -52,6 +52,9 @@ class ODEMemory(ER):
     # Its network reads the strategy's buffer during the forward pass: a regulariser that copies
     # the model (LwF) or vmaps over it (EWC's Fisher) would copy or trace that too.
     accepts_regularisers = False
+    data_parallel = False
+    ddp_note = ("its network attends over the strategy's buffer, which is per rank under --ddp, so the ranks' "
+                "forward passes (and evaluations) would differ")
 
     Config = ODEMemoryConfig
 

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from retain import distributed
+
 FISHER_KINDS = ("exact", "empirical", "sampled")
 
 
@@ -76,12 +78,16 @@ def _fisher(model: nn.Module, x: Tensor, y: Tensor, kind: str, chunk: int,
         xs = x
         labels = y if kind == "empirical" else torch.multinomial(probs, 1, generator=generator).squeeze(1)
         weights = torch.ones(n_samples, device=x.device)
-    for i in range(0, len(xs), chunk):
-        sq = _per_pair_sq_grads(model, xs[i: i + chunk], labels[i: i + chunk])
-        w = weights[i: i + chunk]
+    # Data-parallel: every rank drew the same rows (and labels); each takes the per-row gradients of
+    # its own contiguous piece, and the sums are added over the ranks.
+    start, stop = distributed.bounds(len(xs))
+    for i in range(start, stop, chunk):
+        end = min(i + chunk, stop)
+        sq = _per_pair_sq_grads(model, xs[i: end], labels[i: end])
+        w = weights[i: end]
         for n, g in sq.items():
             fisher[n] += torch.tensordot(w, g, dims=1)
-    return {n: f / n_samples for n, f in fisher.items()}
+    return {n: f / n_samples for n, f in distributed.sum_(fisher).items()}
 
 
 def quadratic_penalty(params: dict[str, Tensor], weights: dict[str, Tensor],

@@ -37,6 +37,10 @@ class Regulariser:
     #: True when it must see the gradient of the unregularised loss before each optimiser step
     #: and the parameters after it (SI's path integral).
     tracks_updates: ClassVar[bool] = False
+    #: Whether its term and state stay the same on every rank of a data-parallel run (``--ddp``): a
+    #: statistic of the data is reduced over the ranks (:mod:`retain.distributed`). False until a
+    #: regulariser says so, since one that keeps per-rank statistics would make the ranks drift apart.
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, config: StrategyConfig):
         self.model = model
@@ -95,6 +99,7 @@ class Regularised(Strategy):
     (:mod:`retain.strategies.compose`) puts this class in front of another strategy's."""
 
     family = "regularisation"
+    data_parallel = True  # when its regulariser's is (ddp_support); the terms join the averaged gradient
     #: The regulariser this method adds; a composite has none of its own (it holds its parts').
     regulariser: ClassVar[type[Regulariser] | None] = None
 
@@ -107,6 +112,13 @@ class Regularised(Strategy):
 
     def make_regularisers(self, config: StrategyConfig) -> dict[str, Regulariser]:
         return {self.name: self.regulariser(self.model, config)}
+
+    @classmethod
+    def ddp_support(cls) -> tuple[bool, str]:
+        ok, why = super().ddp_support()
+        if ok and cls.regulariser is not None and not cls.regulariser.data_parallel:
+            return False, f"its regulariser {cls.regulariser.__name__} does not declare data_parallel"
+        return ok, why
 
     def extra_loss(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor | None:
         # Called outside autocast: each term is float32 (a reduced-precision forward inside it
@@ -129,9 +141,14 @@ class Regularised(Strategy):
         # there is no scaler here.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(retain_graph=True)  # a term may share the forward graph (LwF's logits)
+        # Data-parallel: the path integral needs the global gradient, so every rank's is the same.
+        self.average_gradients()
         for reg in tracking:
             reg.before_update()
         extra.backward()
+        # The terms' gradients join the averaged one; averaging again adds their mean over the ranks
+        # (a data term such as LwF's differs by rank) and leaves the already averaged part as it is.
+        self.average_gradients()
 
     def after_update(self) -> None:
         super().after_update()

@@ -37,6 +37,8 @@ class SIPenalty(Regulariser):
     """c sum Omega (theta - theta*)^2, with the path integral omega accumulated around every
     optimiser step from the gradient of the unregularised loss (``tracks_updates``)."""
 
+    data_parallel = True  # it reads the rank-averaged gradient and identical steps: the same everywhere
+
     tracks_updates = True
 
     def __init__(self, model, config: SIConfig):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from retain import distributed
 from retain.benchmarks import make_benchmark
 from retain.benchmarks.base import Benchmark, Experience, TrainBatch, gather_train
 from retain.benchmarks.blur import blurred_batches
@@ -104,18 +105,19 @@ def build(cfg: RunSpec | RunConfig, *, check: bool = False) -> tuple[Benchmark, 
 
 
 def iter_batches(exps: list[Experience], batch_size: int, gen: torch.Generator) -> Iterator[TrainBatch]:
-    """Shuffled batches over the union of ``exps``; each sample gets its own task's transform."""
+    """Shuffled batches over the union of ``exps``; each sample gets its own task's transform. In a
+    data-parallel run, this rank's piece of each global batch (the same global order on every rank)."""
     if len(exps) == 1:  # the order is drawn on the CPU (same numbers on every device), used where the data is
         perm = torch.randperm(exps[0].num_train, generator=gen).to(exps[0].train_x.device, non_blocking=True)
         for i in range(0, len(perm), batch_size):
-            yield gather_train([(exps[0], perm[i: i + batch_size])])
+            yield gather_train([(exps[0], distributed.shard(perm[i: i + batch_size]))])
         return
     sizes = torch.tensor([e.num_train for e in exps])
     owner = torch.repeat_interleave(torch.arange(len(exps)), sizes)
     local = torch.cat([torch.arange(n) for n in sizes.tolist()])
     perm = torch.randperm(len(owner), generator=gen)
     for i in range(0, len(perm), batch_size):
-        sel = perm[i: i + batch_size]
+        sel = distributed.shard(perm[i: i + batch_size])
         yield gather_train([(exps[k], local[sel[owner[sel] == k]]) for k in owner[sel].unique().tolist()])
 
 
@@ -153,17 +155,18 @@ def train_task(cfg: RunSpec, strategy: Strategy, exps: list[Experience], t: int,
             if plastic:
                 plastic.after_step(x)
             n_steps += 1
-        if not torch.isfinite(loss_sum):
+        if not torch.isfinite(distributed.mean(loss_sum)):  # every rank decides alike
             raise DivergedError(f"loss became non-finite in task {t + 1}, epoch {epoch + 1} with lr {cfg.lr}; "
                                 "lower --lr", task=t)
         on_epoch()
     if plastic:  # before end_task, so a strategy's anchor (EWC) sees the consolidated weights
         plastic.end_task(t)
+    distributed.average_buffers(strategy.model)  # data-parallel: one set of batch-norm statistics
     if not cfg.task_free:
         strategy.end_task(exp)
     if step_losses is not None and losses:
-        step_losses.extend(torch.stack(losses).tolist())
-    return float(loss_sum) / max(n_steps, 1)
+        step_losses.extend(distributed.mean(torch.stack(losses)).tolist())  # the global batches' losses
+    return float(distributed.mean(loss_sum)) / max(n_steps, 1)
 
 
 def run_experiment(cfg: RunSpec | RunConfig, *, progress: Progress | None = None,
@@ -191,7 +194,11 @@ def _run(cfg: RunSpec, given: RunSpec | RunConfig, t_start: float, memory: PeakM
          after_task: list[Callable[[RunContext], None]] | None, checkpoint_dir: str | Path | None) -> RunResult:
     device_memory = DeviceMemory(cfg.device)
     device_memory.start()
+    if cfg.ddp != distributed.world_size():
+        raise ConfigError(f"ddp {cfg.ddp}: this process is one of {distributed.world_size()} rank(s); a data-parallel "
+                          f"run starts through `retain run --ddp N` or torchrun")
     bench, strategy = build(cfg, check=cfg is not given)
+    distributed.broadcast_model(strategy.model)  # data-parallel: rank 0's initial weights everywhere
     initial = copy.deepcopy(strategy.model.state_dict()) if strategy.trains_once else None
     plastic = make_plasticity(cfg.plasticity_config(), strategy, cfg.seed)  # None unless a fix is enabled
     exps, task_il = bench.experiences, bench.scenario == "task-il"
