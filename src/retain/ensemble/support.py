@@ -45,6 +45,8 @@ def unsupported(cfg: RunSpec, *, checkpoints: bool = False) -> str | None:
         return f"device {cfg.device} (the ensemble path is checked on the CPU only)"
     if cfg.amp:
         return "--amp"
+    if getattr(cfg, "ddp", 1) > 1:
+        return "--ddp (each run is already spread over processes)"
     if cfg.blur > 0:
         return "--blur"
     fixes = cfg.plasticity_config()
