@@ -84,3 +84,15 @@ def member_test_batches(exps: list[Experience], batch_size: int) -> Iterator[tup
         for m in range(len(exps)):
             torch.index_select(x, 1, perms[m], out=out[m])
         yield out, y
+
+
+def shared_permutations(tested: list[list[Experience]]) -> Tensor | None:
+    """``[tasks, N, pixels]``: every task's permutation for every member, when all of them read one
+    stored test set through a :class:`Permute` with one float conversion (Permuted MNIST); else None."""
+    storage = tested[0][0].test_x
+    flat = [e for member in tested for e in member]
+    if any(e.test_x is not storage or len(e.test_y) != len(flat[0].test_y) for e in flat):
+        return None
+    if _permutations(flat, storage) is None:
+        return None
+    return torch.stack([torch.stack([member[t].transform.perm for member in tested]) for t in range(len(tested[0]))])
