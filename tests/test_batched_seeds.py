@@ -244,3 +244,29 @@ def test_a_diverging_member_fails_alone(case):
         loop._train_task = original
     assert isinstance(results[1], Exception) and "non-finite in task 2" in str(results[1])
     assert results[0].acc_matrix == clean[0].acc_matrix and results[0].losses == clean[0].losses
+
+
+@pytest.mark.parametrize("benchmark,scenario", [("permuted-digits", "task-il"), ("permuted-digits", "domain-il"),
+                                                ("split-digits", "class-il")])
+def test_batched_evaluation_is_each_members_own(benchmark, scenario):
+    """Evaluation of all members at once (on permuted inputs: the permutation moved into the first
+    layer) against each member's model evaluated alone, after the members' weights drifted apart."""
+    from retain.ensemble.loop import evaluate_members
+    from retain.ensemble.registry import EnsembleNaive
+    from retain.training.evaluation import evaluate_all
+    from retain.training.loop import build, make_optimizer_factory
+
+    cfgs = [RunConfig(benchmark=benchmark, strategy="naive", seed=s, tasks=5, scenario=scenario, device="cpu").resolve()
+            for s in SEEDS]
+    built = [build(c) for c in cfgs]
+    impl = EnsembleNaive([s for _, s in built], make_optimizer_factory(cfgs[0]))
+    with torch.no_grad():
+        for p in impl.model.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.3)
+    impl.sync()
+    exps = [b.experiences for b, _ in built]
+    rows = evaluate_members(impl.model, exps, task_il=scenario == "task-il", num_classes=built[0][0].num_classes)
+    for row, (bench, strategy) in zip(rows, built):
+        alone = evaluate_all(strategy.model, bench.experiences, task_il=scenario == "task-il",
+                             num_classes=bench.num_classes)
+        assert row == pytest.approx(alone, abs=ACC_TOL) and len(set(alone)) > 1
