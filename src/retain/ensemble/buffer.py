@@ -39,16 +39,27 @@ class StackedReservoir:
     def __len__(self) -> int:
         return min(self.seen, self.capacity)
 
-    def sample(self, k: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    def sample(self, k: int, out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """``min(k, len)`` distinct items per member, drawn as ``ReservoirBuffer.sample`` draws
-        them: (inputs ``[N, k, ...]``, labels ``[N, k]``, stored logits or None, slots ``[N, k]``)."""
+        them: (inputs ``[N, k, ...]``, labels ``[N, k]``, stored logits or None, slots ``[N, k]``).
+        ``out``: where to write the inputs (a slice of a larger batch, saving a copy)."""
         size = len(self)
         if size == 0:
             raise ValueError("cannot sample from an empty buffer")
         idx = torch.stack([torch.randperm(size, generator=b.generator)[: min(k, size)] for b in self.members])
         flat = (idx + self.rows[:, None] * self.capacity).reshape(-1)  # index_select on rows: one fast gather
         pick = lambda t: t.reshape(-1, *t.shape[2:]).index_select(0, flat).view(*idx.shape, *t.shape[2:])  # noqa: E731
-        return pick(self.x), pick(self.y), None if self.logits is None else pick(self.logits), idx
+        if out is None:
+            x = pick(self.x)
+        else:
+            for i in range(self.size):
+                torch.index_select(self.x[i], 0, idx[i], out=out[i])
+            x = out
+        return x, pick(self.y), None if self.logits is None else pick(self.logits), idx
+
+    def draw_size(self, k: int) -> int:
+        """How many items :meth:`sample` returns per member for a request of ``k``."""
+        return min(k, len(self))
 
     def add(self, x: Tensor, y: Tensor, task: int, logits: Tensor | None = None) -> None:
         """Offer each member its own batch (``x``: ``[N, b, ...]``), with one uniform draw per item

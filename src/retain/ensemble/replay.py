@@ -48,8 +48,11 @@ class EnsembleER(EnsembleReplay):
     def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         inputs, labels = x, y
         if len(self.buffer):
-            bx, by, _, _ = self.buffer.sample(self.config.replay_batch_size)
-            inputs, labels = torch.cat([x, bx], 1), torch.cat([y, by], 1)
+            k = self.buffer.draw_size(self.config.replay_batch_size)
+            inputs = x.new_empty((self.size, y.shape[1] + k, *x.shape[2:]))
+            inputs[:, : y.shape[1]] = x
+            _, by, _, _ = self.buffer.sample(self.config.replay_batch_size, out=inputs[:, y.shape[1]:])
+            labels = torch.cat([y, by], 1)
         loss = member_cross_entropy(self.model(inputs), labels)
         self.step(loss)
         self.buffer.add(x, y, task)
@@ -64,19 +67,19 @@ class EnsembleDER(EnsembleReplay):
     def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         cfg, b = self.config, y.shape[1]
         beta = getattr(cfg, "beta", 0.0)
-        parts, logged = [x], {}
-        if len(self.buffer):
-            first = self.buffer.sample(cfg.replay_batch_size)
-            parts.append(first[0])
+        logged, inputs = {}, x
+        if len(self.buffer):  # one batch [current; MSE draw; CE draw], the draws written in place
+            k = self.buffer.draw_size(cfg.replay_batch_size)
+            inputs = x.new_empty((self.size, b + k * (2 if beta > 0 else 1), *x.shape[2:]))
+            inputs[:, :b] = x
+            first = self.buffer.sample(cfg.replay_batch_size, out=inputs[:, b: b + k])
             if beta > 0:
-                second = self.buffer.sample(cfg.replay_batch_size)
-                parts.append(second[0])
-        outputs = self.model(torch.cat(parts, 1) if len(parts) > 1 else x)
+                second = self.buffer.sample(cfg.replay_batch_size, out=inputs[:, b + k:])
+        outputs = self.model(inputs)
         current = outputs[:, :b]
         ce = member_cross_entropy(current, y)
         loss = ce
-        if len(parts) > 1:
-            k = first[0].shape[1]
+        if inputs is not x:
             distill = member_mse(outputs[:, b: b + k], first[2])
             loss = loss + cfg.alpha * distill
             logged["distill"] = distill.detach()
