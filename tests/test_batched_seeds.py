@@ -51,6 +51,9 @@ def snapshot(store: dict):
             snap.update(y=buf.labels().clone(), task=buf.tasks().clone(), x=buf.x[: len(buf)].clone(),
                         logits=None if buf.logits is None else buf.logits[: len(buf)].clone(),
                         generator=buf.generator.get_state().clone())
+        reg = next(iter(getattr(s, "regularisers", {}).values()), None)
+        if reg is not None and getattr(reg, "fishers", None):  # EWC: the Fisher taken at this task's end
+            snap.update(fisher={n: f.clone() for n, f in reg.fishers[-1].items()}, fisher_gen=reg._gen.get_state())
         store.setdefault(ctx.config.seed, []).append(snap)
 
     return hook
@@ -80,6 +83,10 @@ def test_member_matches_the_sequential_run_of_its_seed(case):
         a, b = seq_snaps[seq.config.seed][0], ens_snaps[seq.config.seed][0]
         for name, p in a["params"].items():
             assert torch.allclose(b["params"][name], p, atol=PARAM_TOL), name
+        if "fisher" in a:  # the same samples and draws (generator state), the same Fisher up to float order
+            assert torch.equal(a["fisher_gen"], b["fisher_gen"])
+            for name, f in a["fisher"].items():
+                assert torch.allclose(b["fisher"][name], f, rtol=1e-3, atol=1e-7), name
         if "y" in a:  # same data order and the same reservoir draws: the same buffer, exactly
             assert torch.equal(a["y"], b["y"]) and torch.equal(a["task"], b["task"]) and torch.equal(a["x"], b["x"])
             if a["logits"] is not None:

@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from retain.ensemble.base import EnsembleStrategy, member_cross_entropy
+from retain.ensemble.fisher import stacked_fisher
 from retain.strategies.ewc import EWC
 from retain.strategies.lwf import LwF
+from retain.strategies.penalties import sample_inputs
 from retain.strategies.si import SI
 
 
@@ -63,10 +65,28 @@ class EnsembleEWC(EnsembleRegularised):
         return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum(0)
 
     def end_task(self, experiences) -> None:
-        super().end_task(experiences)  # each member's Fisher and anchor, by its own EWCPenalty
         regs = [self.regulariser(i) for i in range(self.size)]
-        self.fishers = [_stacked([r.fishers[k] for r in regs]) for k in range(len(regs[0].fishers))]
-        self.anchors = [_stacked([r.anchors[k] for r in regs]) for k in range(len(regs[0].anchors))]
+        if not self.model.layers:  # each member's Fisher and anchor, by its own EWCPenalty
+            super().end_task(experiences)
+            self.fishers = [_stacked([r.fishers[k] for r in regs]) for k in range(len(regs[0].fishers))]
+            self.anchors = [_stacked([r.anchors[k] for r in regs]) for k in range(len(regs[0].anchors))]
+            return
+        # EWCPenalty.end_task for all members at once: the same samples (each member's generator, the
+        # same calls), the Fisher as one product per layer (retain.ensemble.fisher), the same update.
+        cfg = self.config
+        samples = [sample_inputs(e, cfg.fisher_samples, r._gen) for e, r in zip(experiences, regs)]
+        fisher = stacked_fisher(self.model, torch.stack([x for x, _ in samples]), torch.stack([y for _, y in samples]),
+                                kind=cfg.fisher, generators=[r._gen for r in regs])
+        anchor = self.model.detached()
+        if cfg.online and self.fishers:
+            self.fishers = [{n: cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}]
+            self.anchors = [anchor]
+        else:
+            self.fishers.append(fisher)
+            self.anchors.append(anchor)
+        for i, reg in enumerate(regs):  # the member's own view, for its statistics and checkpoints
+            reg.fishers = [{n: f[i] for n, f in fisher_k.items()} for fisher_k in self.fishers]
+            reg.anchors = [{n: a[i] for n, a in anchor_k.items()} for anchor_k in self.anchors]
 
 
 class EnsembleSI(EnsembleRegularised):
