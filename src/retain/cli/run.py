@@ -166,7 +166,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 #: Flags that say how or where to run, not what: allowed next to a study file, left out of the
 #: command that reproduces a study's numbers.
 _HOW_FLAGS = {"help", "study_file", "plugin", "out", "store", "quiet", "workers", "threads", "backend", "address",
-              "tensorboard", "checkpoint_dir", "data_dir", "no_report", "warnings", "logger"}
+              "tensorboard", "checkpoint_dir", "data_dir", "no_report", "warnings", "logger", "batch_seeds"}
 
 
 def _flags_given(args: argparse.Namespace, skip: set[str]) -> list[tuple[argparse.Action, Any]]:
@@ -272,7 +272,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: the folder is not writable")
     records = run_with_progress(study, store, backend=args.backend, workers=args.workers, address=args.address,
                                 quiet=args.quiet, checkpoint_dir=args.checkpoint_dir, threads=args.threads,
-                                extra={"command": study.command}, loggers=loggers).records
+                                extra={"command": study.command}, loggers=loggers,
+                                batch_seeds=args.batch_seeds and study.batch_seeds).records
     keys = ("benchmark", "strategy", "seed", "acc_matrix", "metrics", "run_key", "task_order", "wall_seconds",
             "peak_mem_mb")
     summary = [{k: getattr(r, k) for k in keys} | {"order": r.order} for r in records if r.finished]
@@ -370,6 +371,10 @@ def add_parser(sub) -> None:
     run.add_argument("--hp", action="append", type=_hp_option, metavar="STRATEGY.NAME=VALUE",
                      help="one strategy's own hyperparameter, repeatable (e.g. --hp derpp.beta=0.5); the "
                           "plain flags below set a value for every selected strategy that has it")
+    run.add_argument("--no-batch-seeds", dest="batch_seeds", action="store_false",
+                     help="train every run on its own; by default runs that differ only in seed and order train "
+                          "together as one vectorised ensemble where the strategy and backbone allow it "
+                          "(docs/architecture.md, the ensemble path)")
     run.add_argument("--backend", choices=("local", "ray"), default="local", help="where runs execute")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--tensorboard", metavar="DIR", help="also export the runs as TensorBoard event files")

@@ -26,7 +26,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 STUDY_KEYS = {"name": str, "description": str, "seeds": (int, list), "orders": (int, list), "out": str,
-              "store": str, "plugins": list}
+              "store": str, "plugins": list, "batch_seeds": bool}
 #: The most runs one study may have: more is almost surely a typo, and would take days to run.
 MAX_RUNS = 100_000
 #: RunConfig fields a study sets per run itself, so they are not settings.
@@ -45,6 +45,7 @@ class Study:
     out: str | None = None
     store: str | None = None
     text: str = field(default="", repr=False)  # the study file's text, kept with each run
+    batch_seeds: bool = True  # false: no run of it trains in an ensemble (retain.ensemble)
 
 
 class _Where:
@@ -94,7 +95,7 @@ def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, da
     for key, value in head.items():
         if key not in STUDY_KEYS:
             raise where.error(("study", key), f"unknown key; expected one of {sorted(STUDY_KEYS)}")
-        if not isinstance(value, STUDY_KEYS[key]) or isinstance(value, bool):
+        if not isinstance(value, STUDY_KEYS[key]) or isinstance(value, bool) != (STUDY_KEYS[key] is bool):
             raise where.error(("study", key), f"bad value {value!r}")
     seeds = _indices(head.get("seeds", 1), ("study", "seeds"), where)
     orders = _indices(head.get("orders", 1), ("study", "orders"), where)
@@ -103,7 +104,8 @@ def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, da
         _check_benchmarks(configs, where)
     name = head.get("name", Path(file).stem)
     return Study(name=name, configs=configs, command=f"retain run {file}", source=file,
-                 description=head.get("description", ""), out=head.get("out"), store=head.get("store"), text=text)
+                 description=head.get("description", ""), out=head.get("out"), store=head.get("store"), text=text,
+                 batch_seeds=head.get("batch_seeds", True))
 
 
 def _load_plugins(data: dict, head: dict, file: str, where: _Where) -> None:

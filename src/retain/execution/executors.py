@@ -57,8 +57,13 @@ def _worker_init(threads: int = 1, driver: int | None = None, plugins: tuple = (
         exit_with(driver)  # a worker outliving its driver would run for nobody
 
 
-def _execute(cfg: RunSpec, study: str, checkpoint_dir: str | None = None, loggers: tuple = ()) -> Record:
+def _execute(cfg: RunSpec, study: str, checkpoint_dir: str | None = None, loggers: tuple = ()) -> Record | list[Record]:
     from retain.execution.execute import execute
+
+    if not isinstance(cfg, RunSpec):  # an ensemble of runs trained together (retain.ensemble): a record each
+        from retain.ensemble.execute import execute_ensemble
+
+        return execute_ensemble(cfg, study=study, loggers=loggers)
 
     kwargs = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {}
     return execute(cfg, study=study, loggers=loggers, **kwargs)
@@ -89,7 +94,12 @@ class InProcess:
         try:
             for cfg in configs:
                 report = (lambda d, t, s, _c=cfg: self.progress(_c, d, t, s)) if self.progress else None
-                yield execute(cfg, study=study, progress=report, loggers=self.loggers, **kwargs)
+                if isinstance(cfg, RunSpec):
+                    yield execute(cfg, study=study, progress=report, loggers=self.loggers, **kwargs)
+                else:  # an ensemble (retain.ensemble): one record per member
+                    from retain.ensemble.execute import execute_ensemble
+
+                    yield from execute_ensemble(cfg, study=study, progress=report, loggers=self.loggers)
         finally:
             torch.set_num_threads(threads)
 
@@ -117,7 +127,7 @@ class ProcessPool:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        yield fut.result()
+                        yield from _records(fut.result())
             except BaseException:
                 # Ctrl-C, or the caller stopped reading: the runs in flight would be recorded by
                 # nobody, so end the workers now rather than wait for them in shutdown().
@@ -157,12 +167,16 @@ class Ray:
             pending = [remote.remote(c, study, self.checkpoint_dir, self.loggers, plugins) for c in configs]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
-                yield ray.get(done[0])
+                yield from _records(ray.get(done[0]))
         finally:
             if started:
                 ray.shutdown()
             if reaper:
                 reaper.close()
+
+
+def _records(outcome: Record | list[Record]) -> list[Record]:
+    return outcome if isinstance(outcome, list) else [outcome]
 
 
 def _ray_task(cfg: RunSpec, study: str, checkpoint_dir: str | None, loggers: tuple = (),
@@ -211,16 +225,26 @@ class StudyOutcome:
 
 def run_study(configs: list[RunSpec | RunConfig], store, executor, *, study: str = "",
               extra: dict[str, Any] | None = None,
-              on_record: Callable[[Record], None] | None = None) -> StudyOutcome:
+              on_record: Callable[[Record], None] | None = None, batch_seeds: bool = False,
+              on_note: Callable[[str], None] | None = None) -> StudyOutcome:
     """Run the configs not yet finished in ``store`` on ``executor``; save each record as it
     arrives (one transaction per run, so a kill loses at most the runs in flight).
 
-    ``extra`` is merged into each new record's ``extra`` (the command that reproduces it)."""
+    ``extra`` is merged into each new record's ``extra`` (the command that reproduces it).
+    ``batch_seeds``: runs that differ only in seed and order train as one ensemble where they can
+    (:mod:`retain.ensemble`); ``on_note`` hears, once each, why others go one by one."""
     configs = [as_spec(c) for c in configs]  # RunConfigs from the Python API are resolved here, once
     done = {r.run_key: r for r in store.runs(run_key=[c.key for c in configs])} if configs else {}
     todo = [c for c in configs if c.key not in done]
     by_key = dict(done)
-    for rec in executor.map(todo, study):
+    jobs = todo
+    if batch_seeds:
+        from retain.ensemble import plan
+
+        jobs, notes = plan(todo, checkpoints=bool(getattr(executor, "checkpoint_dir", None)))
+        for note in notes if on_note else ():
+            on_note(note)
+    for rec in executor.map(jobs, study):
         rec.extra = {**(rec.extra or {}), **(extra or {})}
         store.save_run(rec)
         by_key[rec.run_key] = rec

@@ -24,7 +24,7 @@ def auto_workers(runs: int, backend: str = "local") -> int:
 def run_with_progress(study, store, *, backend: str = "local", workers: int | None = None,
                       address: str | None = None, quiet: bool = False, checkpoint_dir: str | None = None,
                       threads: int | None = None, extra: dict[str, Any] | None = None,
-                      loggers: tuple = ()) -> StudyOutcome:
+                      loggers: tuple = (), batch_seeds: bool = False) -> StudyOutcome:
     """Run ``study`` (a :class:`retain.config.study_file.Study`) into ``store`` and show its progress.
 
     ``workers=None`` sizes the process pool to the cores (one run left: in this process, on
@@ -32,12 +32,18 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
     from retain.cli.console import console, make_progress
 
     keys = [c.key for c in study.configs]
-    already = len(store.runs(run_key=keys)) if keys else 0
+    finished = {r.run_key for r in store.runs(run_key=keys)} if keys else set()
+    already = len(finished)
     if already:
         console.print(f"{already} of {len(keys)} runs already finished in {store.path}; running the rest")
     if workers is None:  # runs on an accelerator share it one at a time (a process each would each hold a context)
         on_device = any(c.device != "cpu" for c in study.configs)
-        workers = 1 if on_device and backend == "local" else auto_workers(len(keys) - already, backend)
+        jobs = len(keys) - already
+        if batch_seeds:  # an ensemble is one job (retain.ensemble)
+            from retain.ensemble import plan
+
+            jobs = len(plan([c for c in study.configs if c.key not in finished], checkpoints=bool(checkpoint_dir))[0])
+        workers = 1 if on_device and backend == "local" else auto_workers(jobs, backend)
     with make_progress() as bar:
         bar.disable = quiet
         overall = bar.add_task(f"study {study.name}".strip(), total=len(keys), completed=already)
@@ -58,4 +64,5 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
 
         executor = make_executor(backend, workers, address, progress=on_step, checkpoint_dir=checkpoint_dir,
                                  threads=threads, loggers=loggers)
-        return run_study(study.configs, store, executor, study=study.name, extra=extra, on_record=on_record)
+        return run_study(study.configs, store, executor, study=study.name, extra=extra, on_record=on_record,
+                         batch_seeds=batch_seeds, on_note=lambda note: console.print(f"[yellow]note[/yellow]: {note}"))

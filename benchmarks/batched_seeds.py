@@ -1,0 +1,102 @@
+"""Batched seeds: N sequential runs vs one ensemble of N (retain.ensemble), in one invocation.
+
+The DER paper's P-MNIST protocol (``--preset der-pmnist``: 20 tasks, MLP 100-100, batch 128, one
+epoch, SGD with each method's lr; DER++ with buffer 500) for each strategy and each N: the N runs
+of seeds 0..N-1 one after another (``run_experiment``, as `retain run --no-batch-seeds
+--workers 1` runs them), then the same N as one ensemble (``run_ensemble``), or the other way
+round on alternate N so a drift in machine load hits both alike. Neither side runs the
+diagnostics probes (the same per-member cost on both sides). Both sides use one torch thread
+(``--threads``); the data are loaded once, before any timing. Prints, per strategy and N, both
+times, their ratio, each side's peak resident memory (VmHWM, reset before each side) and the
+mean final accuracy of each side with the sequential runs' spread, plus the load average before
+and after. On a shared machine wall-clock times swing with the other processes' load, so the
+ratio of CPU times (``time.process_time``: the work this process did, one thread) is printed too.
+
+    OMP_NUM_THREADS=1 python benchmarks/batched_seeds.py --data-dir ../shared/data/mnist
+    OMP_NUM_THREADS=1 python benchmarks/batched_seeds.py --strategies derpp --members 5 --tasks 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+from retain.config.presets import load_preset, preset_values
+from retain.config.run import RunConfig
+from retain.ensemble.loop import run_ensemble
+from retain.training.loop import run_experiment
+from retain.training.peak_memory import PeakMemory
+
+
+def specs(strategy: str, n: int, tasks: int, data_dir: str | None):
+    kwargs, params, _ = preset_values(load_preset("der-pmnist"), strategy, {}, {})
+    kwargs["tasks"] = tasks
+    return [RunConfig(strategy=strategy, seed=s, params=params, data_dir=data_dir, device="cpu", **kwargs).resolve()
+            for s in range(n)]
+
+
+def timed(fn):
+    memory = PeakMemory()
+    memory.start()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - t0, time.process_time() - c0, memory.peak_mb()
+
+
+def measure(strategy: str, n: int, tasks: int, data_dir: str | None, batched_first: bool) -> dict:
+    cfgs = specs(strategy, n, tasks, data_dir)
+    sides = {"sequential": lambda: [run_experiment(c) for c in cfgs], "batched": lambda: run_ensemble(cfgs)}
+    out = {}
+    for side in (("batched", "sequential") if batched_first else ("sequential", "batched")):
+        results, seconds, cpu, peak = timed(sides[side])
+        accs = [r.metrics["avg_acc"] for r in results]
+        out[side] = {"seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak, "avg_acc": accs}
+    seq = out["sequential"]["avg_acc"]
+    return {"strategy": strategy, "members": n, "tasks": tasks, **out,
+            "ratio": out["batched"]["seconds"] / out["sequential"]["seconds"],
+            "cpu_ratio": out["batched"]["cpu_seconds"] / out["sequential"]["cpu_seconds"],
+            "acc_mean_seq": statistics.mean(seq), "acc_mean_batched": statistics.mean(out["batched"]["avg_acc"]),
+            "acc_spread_seq": (min(seq), max(seq))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=os.environ.get("RETAIN_DATA", "../shared/data/mnist"))
+    ap.add_argument("--tasks", type=int, default=20)
+    ap.add_argument("--members", default="1,3,5,10", help="ensemble sizes N, comma separated")
+    ap.add_argument("--strategies", default="derpp,naive,ewc")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    run_experiment(specs("naive", 1, 1, args.data_dir)[0])  # loads the data and warms up; not timed
+    load_before = os.getloadavg()
+    rows = []
+    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; "
+          f"{args.threads} torch thread(s); {args.tasks} tasks", flush=True)
+    for strategy in args.strategies.split(","):
+        for k, n in enumerate(int(v) for v in args.members.split(",")):
+            row = measure(strategy, n, args.tasks, args.data_dir, batched_first=k % 2 == 1)
+            rows.append(row)
+            s, b = row["sequential"], row["batched"]
+            lo, hi = row["acc_spread_seq"]
+            print(f"{strategy:6s} N={n:2d}: sequential {s['seconds']:7.1f} s  batched {b['seconds']:7.1f} s  "
+                  f"ratio {row['ratio']:.3f} (CPU time {s['cpu_seconds']:.1f} vs {b['cpu_seconds']:.1f} s: "
+                  f"{row['cpu_ratio']:.3f})  peak MiB {s['peak_mb']:.0f} vs {b['peak_mb']:.0f}  "
+                  f"acc {row['acc_mean_seq']:.4f} [{lo:.4f}, {hi:.4f}] vs {row['acc_mean_batched']:.4f}  "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"rows": rows, "load_before": load_before, "load_after": load_after,
+                       "threads": args.threads}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The members' reservoir buffers as stacked tensors ``[N, capacity, ...]``.
+
+Each member keeps its own random stream: the draws come from the generator of the member's own
+:class:`~retain.memory.reservoir.ReservoirBuffer` (the one its sequential run would have made),
+in the same order and with the same calls as that buffer's ``sample`` and ``add``, so member i's
+buffer holds exactly what the sequential run of its seed would hold. Only the gathering and
+writing of rows is done for all members at once; slot choices are computed on the CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from retain.memory.reservoir import ReservoirBuffer, last_writer
+
+
+class StackedReservoir:
+    """Algorithm R per member over stacked storage (see :mod:`retain.memory.reservoir`).
+
+    All members see batches of the same size, so their fill (``len``) is the same at every step;
+    which items they keep differs."""
+
+    def __init__(self, buffers: list[ReservoirBuffer]):
+        capacities = {b.capacity for b in buffers}
+        if len(capacities) != 1 or any(b.seen for b in buffers):
+            raise ValueError("stacked reservoirs need empty buffers of one capacity")
+        self.members = buffers
+        self.size, self.capacity = len(buffers), capacities.pop()
+        self.seen = 0
+        self.rows = torch.arange(self.size)
+        self.x: Tensor | None = None
+        self.y = torch.zeros(self.size, self.capacity, dtype=torch.int64)
+        self.task = torch.zeros(self.size, self.capacity, dtype=torch.int64)
+        self.logits: Tensor | None = None
+        self.class_counts = torch.zeros(self.size, 0, dtype=torch.int64)  # per member: labels the stream showed
+        self.task_counts: dict[int, int] = {}  # items per task (the same for every member)
+
+    def __len__(self) -> int:
+        return min(self.seen, self.capacity)
+
+    def sample(self, k: int, out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """``min(k, len)`` distinct items per member, drawn as ``ReservoirBuffer.sample`` draws
+        them: (inputs ``[N, k, ...]``, labels ``[N, k]``, stored logits or None, slots ``[N, k]``).
+        ``out``: where to write the inputs (a slice of a larger batch, saving a copy)."""
+        size = len(self)
+        if size == 0:
+            raise ValueError("cannot sample from an empty buffer")
+        idx = torch.stack([torch.randperm(size, generator=b.generator)[: min(k, size)] for b in self.members])
+        flat = (idx + self.rows[:, None] * self.capacity).reshape(-1)  # index_select on rows: one fast gather
+        pick = lambda t: t.reshape(-1, *t.shape[2:]).index_select(0, flat).view(*idx.shape, *t.shape[2:])  # noqa: E731
+        if out is None:
+            x = pick(self.x)
+        else:
+            for i in range(self.size):
+                torch.index_select(self.x[i], 0, idx[i], out=out[i])
+            x = out
+        return x, pick(self.y), None if self.logits is None else pick(self.logits), idx
+
+    def draw_size(self, k: int) -> int:
+        """How many items :meth:`sample` returns per member for a request of ``k``."""
+        return min(k, len(self))
+
+    def add(self, x: Tensor, y: Tensor, task: int, logits: Tensor | None = None) -> None:
+        """Offer each member its own batch (``x``: ``[N, b, ...]``), with one uniform draw per item
+        from the member's generator, exactly as ``ReservoirBuffer.add``."""
+        n_members, b = y.shape
+        if self.x is None:
+            self.x = torch.zeros((n_members, self.capacity, *x.shape[2:]), dtype=x.dtype)
+            if logits is not None:
+                self.logits = torch.zeros((n_members, self.capacity, *logits.shape[2:]), dtype=logits.dtype)
+        u = torch.stack([torch.rand(b, generator=m.generator, dtype=torch.float64) for m in self.members])
+        n = torch.arange(self.seen, self.seen + b, dtype=torch.int64)
+        j = torch.floor(u * (n + 1).to(torch.float64)).to(torch.int64)  # reservoir_slots, all members at once
+        slots = torch.where(n < self.capacity, n, j)
+        flat = torch.where(slots < self.capacity, slots + self.rows[:, None] * self.capacity, -1).reshape(-1)
+        written, items = last_writer(flat, n_members * self.capacity)  # per member: the last item on a slot wins
+        self._count(y, task)
+        if len(written) == 0:
+            return
+        self.x.view(-1, *self.x.shape[2:])[written] = x.detach().reshape(-1, *x.shape[2:])[items].to(self.x.dtype)
+        self.y.view(-1)[written] = y.reshape(-1)[items]
+        self.task.view(-1)[written] = task
+        if logits is not None:
+            self.logits.view(-1, *self.logits.shape[2:])[written] = logits.detach().reshape(
+                -1, *logits.shape[2:])[items].to(self.logits.dtype)
+
+    def _count(self, y: Tensor, task: int) -> None:
+        self.seen += y.shape[1]
+        top = int(y.max()) + 1
+        if top > self.class_counts.shape[1]:
+            grown = torch.zeros(self.size, top, dtype=torch.int64)
+            grown[:, : self.class_counts.shape[1]] = self.class_counts
+            self.class_counts = grown
+        self.class_counts.scatter_add_(1, y, torch.ones_like(y))
+        self.task_counts[task] = self.task_counts.get(task, 0) + y.shape[1]
+
+    def sync(self) -> None:
+        """Make each member's own buffer object show its slice (for its statistics and probes)."""
+        per_task = torch.zeros(max(self.task_counts, default=-1) + 1, dtype=torch.int64)
+        for t, count in self.task_counts.items():
+            per_task[t] = count
+        for i, buf in enumerate(self.members):
+            buf.seen = self.seen
+            if self.x is not None:
+                buf.x = self.x[i]
+            buf.y, buf.task = self.y[i], self.task[i]
+            buf.logits = None if self.logits is None else self.logits[i]
+            buf.seen_per_class, buf.seen_per_task = self.class_counts[i].clone(), per_task.clone()

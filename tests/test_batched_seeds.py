@@ -1,0 +1,279 @@
+"""Batched seeds (retain.ensemble): member i of an ensemble reproduces the sequential run of its
+seed, each member is stored under its sequential key, and what cannot be batched goes one by one.
+
+Tolerance. The ensemble computes the same functions as the sequential runs, but its forward and
+backward passes are batched matrix products (vmap turns each member's ``x @ W.T`` into one
+``bmm``) and DER's three forward passes become one over the concatenated rows, so float sums run
+in another order: parameters after the first task agree to about 1e-6 (we allow 1e-4), and an
+accuracy can move by a test sample or two near a decision boundary (we allow 0.01, about 4 of the
+450 test samples of a permuted-digits task). Everything that involves no float arithmetic is
+exact: the batch order, the buffer's labels, task ids and inputs, and every random generator's
+state at the end. Over the whole sequence small differences can grow, so final metrics are held to
+the seed-to-seed noise instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from retain.config.run import RunConfig
+from retain.ensemble import Ensemble, plan, unsupported
+from retain.ensemble.loop import run_ensemble
+from retain.ensemble.replay import EnsembleDER
+from retain.ensemble.support import batched_class
+from retain.execution.executors import InProcess, run_study
+from retain.store import Store
+from retain.strategies.der import DER
+from retain.training.loop import run_experiment
+
+SEEDS = (0, 1, 2)
+ACC_TOL = 0.01
+PARAM_TOL = 1e-4
+
+
+def specs(strategy: str, seeds=SEEDS, tasks: int = 3, plasticity=None, **params):
+    if strategy in ("er", "der", "derpp", "agem"):
+        params.setdefault("buffer_size", 60)
+        params.setdefault("replay_batch_size", 16)
+    return [RunConfig(strategy=strategy, seed=s, tasks=tasks, epochs=1, params=params, device="cpu",
+                      plasticity=plasticity or {}).resolve() for s in seeds]
+
+
+def snapshot(store: dict):
+    """An after-task hook that keeps, per task, the model's weights and the buffer's contents."""
+
+    def hook(ctx) -> None:
+        s = ctx.strategy
+        snap = {"params": {n: p.detach().clone() for n, p in s.model.named_parameters()}}
+        buf = getattr(s, "buffer", None)
+        if buf is not None:
+            snap.update(y=buf.labels().clone(), task=buf.tasks().clone(), x=buf.x[: len(buf)].clone(),
+                        logits=None if buf.logits is None else buf.logits[: len(buf)].clone(),
+                        generator=buf.generator.get_state().clone())
+        reg = next(iter(getattr(s, "regularisers", {}).values()), None)
+        if reg is not None and getattr(reg, "fishers", None):  # EWC: the Fisher taken at this task's end
+            snap.update(fisher={n: f.clone() for n, f in reg.fishers[-1].items()}, fisher_gen=reg._gen.get_state())
+        store.setdefault(ctx.config.seed, []).append(snap)
+
+    return hook
+
+
+CASES = {"naive": ("naive", {}), "er": ("er", {}), "der": ("der", {}), "derpp": ("derpp", {}),
+         "agem": ("agem", {}), "ewc": ("ewc", {"ewc_lambda": 50.0, "fisher_samples": 64}),
+         "ewc-online-sampled": ("ewc", {"online": True, "gamma": 0.9, "fisher": "sampled", "ewc_lambda": 50.0}),
+         "ewc-empirical": ("ewc", {"fisher": "empirical", "fisher_samples": 64, "ewc_lambda": 50.0}),
+         "si": ("si", {"si_c": 1.0}), "lwf": ("lwf", {}),
+         # plasticity fixes at task starts: ReDo draws from the global generator, shrink-and-perturb from its own
+         "derpp-redo": ("derpp", {"plasticity": {"redo": True, "redo_tau": 0.9}}),
+         "naive-shrink-perturb": ("naive", {"plasticity": {"shrink_perturb": True}})}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_member_matches_the_sequential_run_of_its_seed(case):
+    strategy, params = CASES[case]
+    cfgs = specs(strategy, **params)
+    seq_snaps, ens_snaps = {}, {}
+    sequential = [run_experiment(c, after_task=[snapshot(seq_snaps)]) for c in cfgs]
+    batched = run_ensemble(cfgs, hooks=lambda cfg: [snapshot(ens_snaps)])
+    for seq, ens in zip(sequential, batched):
+        assert ens.key == seq.key and ens.task_order == seq.task_order
+        assert ens.baseline == seq.baseline  # the same initial weights: identical before training
+        assert ens.acc_matrix[0] == pytest.approx(seq.acc_matrix[0], abs=ACC_TOL)
+        a, b = seq_snaps[seq.config.seed][0], ens_snaps[seq.config.seed][0]
+        for name, p in a["params"].items():
+            assert torch.allclose(b["params"][name], p, atol=PARAM_TOL), name
+        if "fisher" in a:  # the same samples and draws (generator state), the same Fisher up to float order
+            assert torch.equal(a["fisher_gen"], b["fisher_gen"])
+            for name, f in a["fisher"].items():
+                assert torch.allclose(b["fisher"][name], f, rtol=1e-3, atol=1e-7), name
+        if "y" in a:  # same data order and the same reservoir draws: the same buffer, exactly
+            assert torch.equal(a["y"], b["y"]) and torch.equal(a["task"], b["task"]) and torch.equal(a["x"], b["x"])
+            if a["logits"] is not None:
+                assert torch.allclose(a["logits"], b["logits"], atol=PARAM_TOL)
+            last_a, last_b = seq_snaps[seq.config.seed][-1], ens_snaps[seq.config.seed][-1]
+            assert torch.equal(last_a["generator"], last_b["generator"])  # as many draws, whole run
+    final_seq = torch.tensor([r.metrics["avg_acc"] for r in sequential])
+    final_ens = torch.tensor([r.metrics["avg_acc"] for r in batched])
+    noise = max(float(final_seq.std()), ACC_TOL)
+    assert float((final_ens - final_seq).abs().max()) <= noise
+
+
+def test_members_differ_and_follow_their_seed_not_their_place():
+    """A member's numbers depend on its seed only: seed 2 alone equals seed 2 among others."""
+    alone = run_ensemble(specs("derpp", seeds=(2, 5), tasks=2))
+    among = run_ensemble(specs("derpp", seeds=(0, 2), tasks=2))
+    for a, b in zip(alone[0].acc_matrix, among[1].acc_matrix):
+        assert a == pytest.approx(b, abs=ACC_TOL)
+    assert among[0].acc_matrix != among[1].acc_matrix
+
+
+def test_a_study_stores_each_member_under_its_sequential_key_and_resumes(tmp_path):
+    store = Store(tmp_path / "r.db")
+    cfgs = specs("derpp", seeds=(0, 1, 2, 3), tasks=2)
+    first = run_study(cfgs[:1], store, InProcess(), study="s")  # seed 0 sequentially
+    assert first.ran == 1
+    seen = []
+    second = run_study(cfgs, store, InProcess(), study="s", batch_seeds=True, on_record=lambda r: seen.append(r))
+    assert (second.ran, second.reused) == (3, 1)  # only the missing members train, as one ensemble
+    assert [r.run_key for r in seen] == [c.key for c in cfgs[1:]]
+    assert all(r.extra["batched"] == {"members": 3, "seeds": [1, 2, 3], "orders": [0, 0, 0]} for r in seen)
+    assert all(r.finished and r.probes and len(r.acc_matrix) == 2 for r in seen)  # probes ran per member
+    third = run_study(cfgs, store, InProcess(), study="s")  # sequential finds them all done
+    assert (third.ran, third.reused) == (0, 4)
+
+
+def test_orders_batch_too_and_keep_their_task_order():
+    cfgs = [RunConfig(strategy="naive", seed=1, order=k, tasks=3, epochs=1, device="cpu").resolve() for k in (0, 1, 2)]
+    jobs, _ = plan(cfgs)
+    assert len(jobs) == 1 and isinstance(jobs[0], Ensemble) and jobs[0].order == "0-2"
+    results = run_ensemble(list(jobs[0].members))
+    sequential = [run_experiment(c) for c in cfgs]
+    assert [r.task_order for r in results] == [r.task_order for r in sequential]
+    for seq, ens in zip(sequential, results):
+        assert ens.acc_matrix[0] == pytest.approx(seq.acc_matrix[0], abs=ACC_TOL)
+
+
+def test_plan_groups_by_configuration_and_says_once_why_others_go_one_by_one():
+    derpp = specs("derpp", seeds=(0, 1))
+    other_lr = [RunConfig(strategy="derpp", seed=s, tasks=3, epochs=1, lr=0.05, params={"buffer_size": 60},
+                          device="cpu").resolve() for s in (0, 1)]
+    balanced = specs("er", seeds=(0, 1), buffer_kind="class-balanced")
+    single = specs("naive", seeds=(0,))
+    jobs, notes = plan([*derpp, *other_lr, *balanced, *single])
+    assert [j.members if isinstance(j, Ensemble) else j for j in jobs] == [tuple(derpp), tuple(other_lr),
+                                                                         *balanced, *single]
+    assert notes == ["2 run(s) of er train one by one, not batched: buffer-kind class-balanced (only the "
+                     "reservoir buffer is batched)"]
+    _, notes = plan(derpp, checkpoints=True)
+    assert notes and "--checkpoint-dir" in notes[0]
+    assert "per-step plasticity fix" in unsupported(specs("naive", seeds=(0,), plasticity={"wsc": True})[0])
+    assert unsupported(specs("naive", seeds=(0,), plasticity={"redo_tau": 0.2})[0]) is None  # no fix enabled
+    resnet = RunConfig(strategy="naive", benchmark="synthetic", backbone="resnet18-reduced", device="cpu").resolve()
+    assert "backbone resnet18-reduced" in unsupported(resnet)
+
+
+def test_a_subclass_is_batched_only_when_it_declares_it():
+    class Changed(DER):
+        def observe(self, x, y, task, *, plain=None):  # something the batched DER does not do
+            return super().observe(x, y, task, plain=plain)
+
+    class Declared(DER):
+        ensemble_strategy = EnsembleDER
+
+    assert batched_class(DER) is EnsembleDER
+    assert batched_class(Changed) is None
+    assert batched_class(Declared) is EnsembleDER
+
+
+def test_no_batch_seeds_flag_and_study_key(tmp_path):
+    from retain.cli.main import build_parser
+    from retain.config.study_file import parse_study
+
+    args = build_parser().parse_args(["run", "--no-batch-seeds"])
+    assert args.batch_seeds is False
+    assert build_parser().parse_args(["run"]).batch_seeds is True
+    text = "[study]\nseeds = 2\nbatch_seeds = false\n[benchmarks.permuted-digits]\n[strategies.naive]\n"
+    assert parse_study(text, check_data=False).batch_seeds is False
+    with pytest.raises(Exception, match="batch_seeds"):
+        parse_study('[study]\nbatch_seeds = 1\n[benchmarks.permuted-digits]\n[strategies.naive]\n', check_data=False)
+
+
+@pytest.mark.parametrize("benchmark", ["permuted-digits", "split-digits"])  # shared-storage path; generic path
+def test_member_batches_are_each_members_sequential_batches(benchmark):
+    from retain.benchmarks import make_benchmark
+    from retain.ensemble.data import member_batches, member_test_batches
+    from retain.training.loop import iter_batches
+
+    exps = [make_benchmark(benchmark, tasks=5, seed=s).experiences[1] for s in SEEDS]
+    stacked = list(member_batches([[e] for e in exps], 32, [torch.Generator().manual_seed(s) for s in SEEDS]))
+    for i, (e, s) in enumerate(zip(exps, SEEDS)):
+        own = list(iter_batches([e], 32, torch.Generator().manual_seed(s)))
+        assert len(own) == len(stacked)
+        for (x, y), b in zip(stacked, own):
+            assert torch.equal(x[i], b.x) and torch.equal(y[i], b.y)
+    if benchmark == "permuted-digits":
+        for x, y in member_test_batches(exps, 100):
+            assert all(torch.equal(x[i], exps[i].prepare(exps[i].test_x[: len(y[i])])) for i in range(len(SEEDS)))
+            break
+
+
+def test_each_member_reaches_its_own_loggers():
+    from retain.ensemble.execute import execute_ensemble
+    from retain.loggers import Logger, LoggerSpec, register_logger
+
+    calls: list[tuple] = []
+
+    @register_logger("test-batched-recorder")
+    class Recorder(Logger):
+        def start_run(self, info):
+            calls.append(("start_run", info.key))
+
+        def log_steps(self, task, first_step, losses):
+            calls.append(("log_steps", task, first_step, len(losses)))
+
+        def log_task(self, task, accuracies, metrics):
+            calls.append(("log_task", task))
+
+        def end_run(self, status, metrics):
+            calls.append(("end_run", status))
+
+    cfgs = specs("naive", seeds=(0, 1), tasks=2)
+    records = execute_ensemble(Ensemble(tuple(cfgs)), loggers=(LoggerSpec("test-batched-recorder"),))
+    assert [r.status for r in records] == ["finished", "finished"]
+    assert sorted(c[1] for c in calls if c[0] == "start_run") == sorted(c.key for c in cfgs)
+    steps = [c for c in calls if c[0] == "log_steps"]
+    assert [s[1:3] for s in steps] == [(0, 1), (0, 1), (1, 44), (1, 44)] and steps[0][3] == 43  # steps count on
+    assert [c for c in calls if c[0] == "end_run"] == [("end_run", "finished")] * 2
+
+
+@pytest.mark.parametrize("case", ["derpp", "ewc-online-sampled", "si"])
+def test_a_diverging_member_fails_alone(case):
+    """A member whose weights turn NaN is recorded as failed; the others' numbers do not change."""
+    from retain.ensemble import loop
+
+    strategy, params = CASES[case]
+    cfgs = specs(strategy, seeds=(0, 1), **params)
+    clean = run_ensemble(cfgs)
+    original = loop._train_task
+
+    def poisoned(cfg, impl, *args, **kwargs):
+        if args[2] == 1:  # task 2: member 1's weights become NaN before it trains
+            with torch.no_grad():
+                for p in impl.model.parameters():
+                    p[1] = float("nan")
+        return original(cfg, impl, *args, **kwargs)
+
+    loop._train_task = poisoned
+    try:
+        results = run_ensemble(cfgs)
+    finally:
+        loop._train_task = original
+    assert isinstance(results[1], Exception) and "non-finite in task 2" in str(results[1])
+    assert results[0].acc_matrix == clean[0].acc_matrix and results[0].losses == clean[0].losses
+
+
+@pytest.mark.parametrize("benchmark,scenario", [("permuted-digits", "task-il"), ("permuted-digits", "domain-il"),
+                                                ("split-digits", "class-il")])
+def test_batched_evaluation_is_each_members_own(benchmark, scenario):
+    """Evaluation of all members at once (on permuted inputs: the permutation moved into the first
+    layer) against each member's model evaluated alone, after the members' weights drifted apart."""
+    from retain.ensemble.loop import evaluate_members
+    from retain.ensemble.registry import EnsembleNaive
+    from retain.training.evaluation import evaluate_all
+    from retain.training.loop import build, make_optimizer_factory
+
+    cfgs = [RunConfig(benchmark=benchmark, strategy="naive", seed=s, tasks=5, scenario=scenario, device="cpu").resolve()
+            for s in SEEDS]
+    built = [build(c) for c in cfgs]
+    impl = EnsembleNaive([s for _, s in built], make_optimizer_factory(cfgs[0]))
+    with torch.no_grad():
+        for p in impl.model.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.3)
+    impl.sync()
+    exps = [b.experiences for b, _ in built]
+    rows = evaluate_members(impl.model, exps, task_il=scenario == "task-il", num_classes=built[0][0].num_classes)
+    for row, (bench, strategy) in zip(rows, built):
+        alone = evaluate_all(strategy.model, bench.experiences, task_il=scenario == "task-il",
+                             num_classes=bench.num_classes)
+        assert row == pytest.approx(alone, abs=ACC_TOL) and len(set(alone)) > 1
