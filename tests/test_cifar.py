@@ -136,7 +136,9 @@ def test_random_crop_flip_is_a_seeded_shifted_window():
 
 
 #: Strategies that need another backbone than a convolutional network.
-_BACKBONE_FOR = {"online-lora": ("vit-tiny", {"dim": 16, "depth": 1, "heads": 2, "patch": 8})}
+_PROMPTABLE = ("hf-vit", {"dim": 16, "depth": 1, "heads": 2, "patch": 8})  # prompt methods need a ViT read in steps
+_BACKBONE_FOR = {"online-lora": ("vit-tiny", {"dim": 16, "depth": 1, "heads": 2, "patch": 8}),
+                 "l2p": _PROMPTABLE, "coda-prompt": _PROMPTABLE}
 
 
 @pytest.fixture(scope="module")

@@ -162,7 +162,7 @@ def test_cli_flags_record_the_command_that_reproduces_them(tmp_path):
 
 # ---- no orphans: the driver's end is its workers' end ------------------------------------------
 _POOL_STUDY = ["--benchmark", "synthetic", "--strategy", "naive", "--seeds", "4", "--tasks", "3", "--epochs", "200",
-               "--hidden", "16", "--quiet", "--no-report", "--workers", "2"]
+               "--hidden", "16", "--quiet", "--no-report", "--workers", "2", "--no-batch-seeds"]  # a run per worker
 
 
 def _start_driver(out: Path, *extra: str, ready: int) -> tuple[subprocess.Popen, dict[int, str]]:

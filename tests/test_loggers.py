@@ -295,7 +295,8 @@ def test_cli_loggers_run_in_worker_processes_and_stay_out_of_the_run_key(tmp_pat
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     plugins = _plugin_package(tmp_path / "site")  # an entry-point logger, loaded in each worker too
     out, calls = tmp_path / "out", tmp_path / "calls.jsonl"
-    done = _run_cli(*_STUDY, "--out", str(out), "--workers", "2", "--logger", f"tensorboard:{tmp_path / 'tb'}",
+    done = _run_cli(*_STUDY, "--out", str(out), "--workers", "2", "--no-batch-seeds",  # a run per worker process
+                    "--logger", f"tensorboard:{tmp_path / 'tb'}",
                     "--logger", f"ep-calls:{calls}", extra_path=plugins)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
