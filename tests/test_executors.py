@@ -161,7 +161,10 @@ def test_cli_flags_record_the_command_that_reproduces_them(tmp_path):
 
 
 # ---- no orphans: the driver's end is its workers' end ------------------------------------------
-_POOL_STUDY = ["--benchmark", "synthetic", "--strategy", "naive", "--seeds", "4", "--tasks", "3", "--epochs", "200",
+# Long enough (about 20 s of training on 2 idle cores) that the signal surely reaches a driver whose
+# workers are still training: at 200 epochs the runs took about 2 s and, on a loaded machine, a study
+# could end before the signal arrived (exit 0 instead of 130).
+_POOL_STUDY = ["--benchmark", "synthetic", "--strategy", "naive", "--seeds", "4", "--tasks", "3", "--epochs", "2000",
                "--hidden", "16", "--quiet", "--no-report", "--workers", "2", "--no-batch-seeds"]  # a run per worker
 
 
