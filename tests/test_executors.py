@@ -171,8 +171,11 @@ _POOL_STUDY = ["--benchmark", "synthetic", "--strategy", "naive", "--seeds", "4"
 def _start_driver(out: Path, *extra: str, ready: int) -> tuple[subprocess.Popen, dict[int, str]]:
     """Start `retain run` in a session of its own; wait until ``ready`` processes besides the
     driver are up (its pool, fork server and resource tracker, or its Ray)."""
+    # SIGINT at its default in the driver, as a shell gives a command it runs: a test suite started in the
+    # background of a script inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen(retain("run", *_POOL_STUDY, "--out", str(out), *extra), env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert wait_until(lambda: len(session(proc.pid)) > ready or proc.poll() is not None, 180, 0.2)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     return proc, session(proc.pid)
