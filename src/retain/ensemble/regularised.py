@@ -15,7 +15,7 @@ from torch import Tensor
 
 from retain.ensemble.base import EnsembleStrategy, member_cross_entropy
 from retain.ensemble.fisher import stacked_fisher
-from retain.strategies.ewc import EWC
+from retain.strategies.ewc import EWC, consolidate
 from retain.strategies.lwf import LwF
 from retain.strategies.penalties import sample_inputs
 from retain.strategies.si import SI
@@ -77,13 +77,7 @@ class EnsembleEWC(EnsembleRegularised):
         samples = [sample_inputs(e, cfg.fisher_samples, r._gen) for e, r in zip(experiences, regs)]
         fisher = stacked_fisher(self.model, torch.stack([x for x, _ in samples]), torch.stack([y for _, y in samples]),
                                 kind=cfg.fisher, generators=[r._gen for r in regs])
-        anchor = self.model.detached()
-        if cfg.online and self.fishers:
-            self.fishers = [{n: cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}]
-            self.anchors = [anchor]
-        else:
-            self.fishers.append(fisher)
-            self.anchors.append(anchor)
+        self.fishers, self.anchors = consolidate(self.fishers, self.anchors, fisher, self.model.detached(), cfg)
         for i, reg in enumerate(regs):  # the member's own view, for its statistics and checkpoints
             reg.fishers = [{n: f[i] for n, f in fisher_k.items()} for fisher_k in self.fishers]
             reg.anchors = [{n: a[i] for n, a in anchor_k.items()} for anchor_k in self.anchors]

@@ -40,6 +40,15 @@ class EWCConfig(StrategyConfig):
     fisher_samples: int = hp(512, "EWC: training samples of the finished task used for the Fisher", low=1)
 
 
+def consolidate(fishers: list[dict[str, Tensor]], anchors: list[dict[str, Tensor]], fisher: dict[str, Tensor],
+                anchor: dict[str, Tensor], cfg: EWCConfig) -> tuple[list, list]:
+    """The (Fisher, anchor) pairs after a task ends: one more pair, or in online mode the one pair
+    gamma * F_old + F_new anchored at the latest weights."""
+    if cfg.online and fishers:
+        return [{n: cfg.gamma * fishers[0][n] + f for n, f in fisher.items()}], [anchor]
+    return [*fishers, fisher], [*anchors, anchor]
+
+
 class EWCPenalty(Regulariser):
     """(lambda/2) sum_k sum_i F_k,i (theta_i - theta*_k,i)^2 over the (Fisher, anchor) pairs taken
     at each task's end: one pair per task, or exactly one in online mode."""
@@ -65,13 +74,8 @@ class EWCPenalty(Regulariser):
         x, y = sample_inputs(experience, cfg.fisher_samples, self._gen)
         with self.float32():  # per-sample squared gradients would underflow in reduced precision
             fisher = fisher_diagonal(self.model, x, y, kind=cfg.fisher, generator=self._gen)
-        anchor = detached_copy(trainable(self.model))
-        if cfg.online and self.fishers:
-            self.fishers = [{n: cfg.gamma * self.fishers[0][n] + f for n, f in fisher.items()}]
-            self.anchors = [anchor]
-        else:
-            self.fishers.append(fisher)
-            self.anchors.append(anchor)
+        self.fishers, self.anchors = consolidate(self.fishers, self.anchors, fisher,
+                                                 detached_copy(trainable(self.model)), cfg)
 
     def stats(self) -> dict[str, Any]:
         numel = sum(t.numel() for d in self.fishers + self.anchors for t in d.values())
