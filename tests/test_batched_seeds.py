@@ -32,12 +32,12 @@ ACC_TOL = 0.01
 PARAM_TOL = 1e-4
 
 
-def specs(strategy: str, seeds=SEEDS, tasks: int = 3, plasticity=None, **params):
+def specs(strategy: str, seeds=SEEDS, tasks: int = 3, plasticity=None, task_free: bool = False, **params):
     if strategy in ("er", "der", "derpp", "agem"):
         params.setdefault("buffer_size", 60)
         params.setdefault("replay_batch_size", 16)
     return [RunConfig(strategy=strategy, seed=s, tasks=tasks, epochs=1, params=params, device="cpu",
-                      plasticity=plasticity or {}).resolve() for s in seeds]
+                      plasticity=plasticity or {}, task_free=task_free).resolve() for s in seeds]
 
 
 def snapshot(store: dict):
@@ -45,7 +45,8 @@ def snapshot(store: dict):
 
     def hook(ctx) -> None:
         s = ctx.strategy
-        snap = {"params": {n: p.detach().clone() for n, p in s.model.named_parameters()}}
+        # boundary: the task id the strategy's begin_task last set (-1 when never called: task-free)
+        snap = {"params": {n: p.detach().clone() for n, p in s.model.named_parameters()}, "boundary": s.task}
         buf = getattr(s, "buffer", None)
         if buf is not None:
             snap.update(y=buf.labels().clone(), task=buf.tasks().clone(), x=buf.x[: len(buf)].clone(),
@@ -66,7 +67,12 @@ CASES = {"naive": ("naive", {}), "er": ("er", {}), "der": ("der", {}), "derpp": 
          "si": ("si", {"si_c": 1.0}), "lwf": ("lwf", {}),
          # plasticity fixes at task starts: ReDo draws from the global generator, shrink-and-perturb from its own
          "derpp-redo": ("derpp", {"plasticity": {"redo": True, "redo_tau": 0.9}}),
-         "naive-shrink-perturb": ("naive", {"plasticity": {"shrink_perturb": True}})}
+         "naive-shrink-perturb": ("naive", {"plasticity": {"shrink_perturb": True}}),
+         # task-free: the loop hides the boundaries (no begin_task / end_task); the fixes at task starts still run
+         "naive-task-free": ("naive", {"task_free": True}), "er-task-free": ("er", {"task_free": True}),
+         "der-task-free": ("der", {"task_free": True}), "derpp-task-free": ("derpp", {"task_free": True}),
+         "agem-task-free": ("agem", {"task_free": True}),
+         "derpp-task-free-redo": ("derpp", {"task_free": True, "plasticity": {"redo": True, "redo_tau": 0.9}})}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -81,6 +87,8 @@ def test_member_matches_the_sequential_run_of_its_seed(case):
         assert ens.baseline == seq.baseline  # the same initial weights: identical before training
         assert ens.acc_matrix[0] == pytest.approx(seq.acc_matrix[0], abs=ACC_TOL)
         a, b = seq_snaps[seq.config.seed][0], ens_snaps[seq.config.seed][0]
+        shown = [[s["boundary"] for s in snaps[seq.config.seed]] for snaps in (seq_snaps, ens_snaps)]
+        assert shown[0] == shown[1]  # the boundaries each member was shown: task ids, or none when task-free
         for name, p in a["params"].items():
             assert torch.allclose(b["params"][name], p, atol=PARAM_TOL), name
         if "fisher" in a:  # the same samples and draws (generator state), the same Fisher up to float order
@@ -97,6 +105,33 @@ def test_member_matches_the_sequential_run_of_its_seed(case):
     final_ens = torch.tensor([r.metrics["avg_acc"] for r in batched])
     noise = max(float(final_seq.std()), ACC_TOL)
     assert float((final_ens - final_seq).abs().max()) <= noise
+
+
+def test_task_free_runs_batch_and_blurred_ones_go_one_by_one(tmp_path):
+    """A task-free study of one configuration trains as one ensemble (no fallback) whose members
+    never see a boundary; blurred boundaries are not batched; a method that needs boundaries is
+    refused task-free in an ensemble as in its sequential run."""
+    from retain.errors import ConfigError
+
+    cfgs = specs("derpp", seeds=(0, 1), tasks=2, task_free=True)
+    jobs, notes = plan(cfgs)
+    assert [j.members for j in jobs] == [tuple(cfgs)] and notes == []
+    seen = []
+    run_study(cfgs, Store(tmp_path / "r.db"), InProcess(), study="s", batch_seeds=True, on_record=seen.append)
+    assert [r.run_key for r in seen] == [c.key for c in cfgs]
+    assert all(r.finished and r.extra["batched"]["members"] == 2 and "batch_fallback" not in r.extra for r in seen)
+    boundaries = {}
+    run_ensemble(cfgs, hooks=lambda cfg: [lambda ctx: boundaries.setdefault(ctx.config.seed, []).append(
+        ctx.strategy.task)])
+    assert boundaries == {0: [-1, -1], 1: [-1, -1]}  # begin_task never ran
+
+    blurred = [RunConfig(strategy="er", seed=s, tasks=2, epochs=1, task_free=True, blur=0.2, device="cpu",
+                         params={"buffer_size": 60}).resolve() for s in (0, 1)]
+    jobs, notes = plan(blurred)
+    assert jobs == blurred and notes == ["2 run(s) of er train one by one, not batched: --blur"]
+    for strategy in ("ewc", "si", "lwf"):
+        with pytest.raises(ConfigError, match="cannot run task-free"):
+            run_ensemble(specs(strategy, seeds=(0, 1), tasks=2, task_free=True))
 
 
 def test_members_differ_and_follow_their_seed_not_their_place():
