@@ -6,8 +6,11 @@ Workers and a local Ray end with the driver, however it ends (retain.execution.l
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -122,21 +125,46 @@ class ProcessPool:
         ctx.set_forkserver_preload(["retain.execution.execute", "retain.strategies", "retain.benchmarks"])
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
                                  initargs=(self.threads, os.getpid(), plugin_sources(configs))) as pool:
-            pending = {pool.submit(_execute, c, study, self.checkpoint_dir, self.loggers) for c in configs}
             try:
+                with _sigint_held():  # submit starts the workers: see _sigint_held
+                    pending = {pool.submit(_execute, c, study, self.checkpoint_dir, self.loggers) for c in configs}
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
                         yield from _records(fut.result())
             except BaseException:
                 # Ctrl-C, or the caller stopped reading: the runs in flight would be recorded by
-                # nobody, so end the workers now rather than wait for them in shutdown().
+                # nobody, so end the workers now rather than wait for them in shutdown(). The
+                # futures are left to the pool's own thread, which fails them all once it sees its
+                # workers gone: one cancelled here meanwhile would make that thread raise
+                # InvalidStateError on stderr (Python < 3.12 sets the failure on every future).
                 for proc in list((getattr(pool, "_processes", None) or {}).values()):
                     proc.kill()
                 raise
-            finally:
-                for fut in pending:
-                    fut.cancel()
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives in the block and raise it as KeyboardInterrupt when
+    the block ends. A pool starts a worker by sending the fork server the worker's pickled state,
+    named semaphores included, then waits for its pid (seconds while the fork server still
+    imports torch). Interrupted in that wait, the driver would exit and remove the semaphores
+    while the fork server goes on to fork a worker it no longer knows, which then fails to open
+    them and prints a FileNotFoundError traceback. Held, the interrupt comes once every worker
+    started has its pid, so the driver can kill them all. Only where Python's own handler is
+    installed, in the main thread (elsewhere signals cannot be handled)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class Ray:
