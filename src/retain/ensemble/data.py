@@ -33,13 +33,14 @@ def _permutations(exps: list[Experience], storage: Tensor) -> Tensor | None:
 
 def _permuted(raw: Tensor, perms: Tensor, to_float) -> Tensor:
     """Stored rows ``raw`` ``[N * b, ...]`` (member-major) -> ``[N, b, pixels]`` in each member's
-    permutation, as :class:`Permute` computes them one member at a time."""
+    permutation, as :class:`Permute` computes them one member at a time. The permutation is one
+    ``gather`` on the stored (uint8) rows, then one conversion: the same values (the conversion is
+    elementwise), a quarter of the bytes moved, and one call for all members (per-member
+    ``index_select`` into a fresh float stack measured 5-8x slower at N = 5, batch 128)."""
     n = perms.shape[0]
-    flat = to_float(raw.reshape(raw.shape[0], -1)).view(n, raw.shape[0] // n, -1)
-    out = torch.empty_like(flat)
-    for i in range(n):
-        torch.index_select(flat[i], 1, perms[i], out=out[i])
-    return out
+    rows = raw.reshape(n, raw.shape[0] // n, -1)
+    return to_float(torch.gather(rows, 2, perms[:, None, :].expand(rows.shape)).reshape(raw.shape[0], -1)).view(
+        rows.shape)
 
 
 def member_batches(train_on: list[list[Experience]], batch_size: int,
