@@ -312,3 +312,24 @@ def test_batched_evaluation_is_each_members_own(benchmark, scenario):
         alone = evaluate_all(strategy.model, bench.experiences, task_il=scenario == "task-il",
                              num_classes=bench.num_classes)
         assert row == pytest.approx(alone, abs=ACC_TOL) and len(set(alone)) > 1
+
+
+@pytest.mark.parametrize("scenario", ["domain-il", "task-il"])
+def test_permuted_evaluation_counts_every_test_sample_across_batches(scenario):
+    """The permuted evaluation reads the test set in batches; batches of 7 samples (the last one
+    short) count exactly what one batch over the whole test set counts."""
+    from retain.ensemble.data import shared_permutations
+    from retain.ensemble.loop import _evaluate_permuted
+    from retain.ensemble.registry import EnsembleNaive
+    from retain.training.loop import build, make_optimizer_factory
+
+    cfgs = [RunConfig(benchmark="permuted-digits", strategy="naive", seed=s, tasks=3, scenario=scenario,
+                      device="cpu").resolve() for s in SEEDS]
+    built = [build(c) for c in cfgs]
+    impl = EnsembleNaive([s for _, s in built], make_optimizer_factory(cfgs[0]))
+    exps = [b.experiences for b, _ in built]
+    perms = shared_permutations(exps)
+    assert perms is not None and len(exps[0][0].test_y) % 7 != 0
+    kwargs = {"task_il": scenario == "task-il", "num_classes": built[0][0].num_classes}
+    whole = _evaluate_permuted(impl.model, exps, perms, chunk=10_000, **kwargs)
+    assert _evaluate_permuted(impl.model, exps, perms, chunk=7, **kwargs) == whole

@@ -61,41 +61,39 @@ def _check_alike(benches: list[Benchmark], strategies) -> None:
 
 @torch.inference_mode()
 def _evaluate_permuted(model: StackedModel, tested: list[list[Experience]], perms: Tensor, *, task_il: bool,
-                       num_classes: int) -> list[list[float]]:
+                       num_classes: int, chunk: int = 2048) -> list[list[float]]:
     """:func:`evaluate_members` for an MLP on permuted inputs (:func:`shared_permutations`): a
     permutation of the inputs is a permutation of the first layer's columns (``x[:, p] @ W.T ==
-    x @ W[:, argsort(p)].T``), so every member's model on every task's test set is one product of the
-    shared test batch, converted to float once, with all the permuted first layers side by side,
-    then batched products for the rest. The same function as the per-task path; only the order of
-    the float sums differs."""
+    x @ W[:, argsort(p)].T``), so each task's first layers for all members are one product with
+    the shared test batch, converted to float once per batch, then batched products for the rest.
+    Activations are kept transposed (``[N, features, samples]``: every product stays contiguous)
+    and one task at a time (a few MiB, in cache; all tasks at once measured slower). The same
+    function as the per-task path; only the order of the float sums differs."""
     (_, first), rest = model.layers[0], model.layers[1:]
     n_tasks, n_members, pixels = perms.shape
     weight, bias = model.params[f"{first}.weight"], model.params[f"{first}.bias"]
     hidden = weight.shape[1]
     inverse = perms.argsort(2)[:, :, None, :].expand(n_tasks, n_members, hidden, pixels)
-    first_layers = weight[None].expand(n_tasks, -1, -1, -1).gather(3, inverse).reshape(-1, pixels)
-    first_bias = bias.repeat(n_tasks, 1).reshape(-1, 1)
-    later = {n: p.repeat(n_tasks, *[1] * (p.dim() - 1)) for n, p in model.params.items()}
+    first_layers = weight[None].expand(n_tasks, -1, -1, -1).gather(3, inverse).reshape(n_tasks, -1, pixels)
+    first_bias = bias.reshape(-1, 1)
+    later = [(kind, model.params.get(f"{name}.weight"), model.params.get(f"{name}.bias")) for kind, name in rest]
     exps = [[member[t] for member in tested] for t in range(n_tasks)]
     labels = torch.stack([torch.stack([e.test_y for e in row]) for row in exps])  # [tasks, N, samples]
     masks = (torch.stack([torch.stack([_class_mask(e.classes, num_classes) for e in row]) for row in exps])
-             .reshape(n_tasks * n_members, -1, 1) if task_il else None)
+             .unsqueeze(3) if task_il else None)  # [tasks, N, classes, 1]
     storage, to_float = tested[0][0].test_x, tested[0][0].transform.to_float
     n = labels.shape[2]
-    chunk = max(64, min(2048, (1 << 24) // max(1, first_layers.shape[0])))  # about 64 MiB of activations
     correct = torch.zeros(n_tasks, n_members, dtype=torch.int64)
     for i in range(0, n, chunk):
         raw = storage[i: i + chunk]
-        x = to_float(raw.reshape(raw.shape[0], -1))
-        # Transposed activations [tasks * N, features, samples]: every product stays contiguous.
-        h = torch.addmm(first_bias, first_layers, x.T).view(n_tasks * n_members, hidden, len(x))
-        for kind, name in rest:
-            h = torch.relu_(h) if kind == "relu" else torch.baddbmm(
-                later[f"{name}.bias"].unsqueeze(2), later[f"{name}.weight"], h)
-        if masks is not None:
-            h = h + masks
-        hits = h.argmax(1).view(n_tasks, n_members, -1) == labels[:, :, i: i + chunk]
-        correct += hits.sum(2)
+        x_t = to_float(raw.reshape(raw.shape[0], -1)).T
+        for t in range(n_tasks):
+            h = torch.addmm(first_bias, first_layers[t], x_t).view(n_members, hidden, -1)
+            for kind, w, b in later:
+                h = torch.relu_(h) if kind == "relu" else torch.baddbmm(b.unsqueeze(2), w, h)
+            if masks is not None:
+                h = h + masks[t]
+            correct[t] += (h.argmax(1) == labels[t, :, i: i + chunk]).sum(1)
     return [[int(correct[t, m]) / max(n, 1) for t in range(n_tasks)] for m in range(n_members)]
 
 
