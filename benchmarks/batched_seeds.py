@@ -5,14 +5,17 @@ epoch, SGD with each method's lr; DER++ with buffer 500) for each strategy and e
 of seeds 0..N-1 one after another (``run_experiment``, as `retain run --no-batch-seeds
 --workers 1` runs them), then the same N as one ensemble (``run_ensemble``), or the other way
 round on alternate N so a drift in machine load hits both alike. Neither side runs the
-diagnostics probes (the same per-member cost on both sides). Both sides use one torch thread
-(``--threads``); the data are loaded once, before any timing. Prints, per strategy and N, both
-times, their ratio, each side's peak resident memory (VmHWM, reset before each side) and the
-mean final accuracy of each side with the sequential runs' spread, plus the load average before
-and after. On a shared machine wall-clock times swing with the other processes' load, so the
-ratio of CPU times (``time.process_time``: the work this process did, one thread) is printed too.
+diagnostics probes (the same per-member cost on both sides). Both sides use the same number of
+torch threads (``--threads``, default 1; this machine's torch default is one per core); the data
+are loaded once, before any timing. Prints, per strategy and N, both times, their ratio, the time
+each side spent training and evaluating, each side's peak resident memory (VmHWM, reset before
+each side) and the mean final accuracy of each side with the sequential runs' spread, plus the
+load average before and after. On a shared machine wall-clock times swing with the other
+processes' load, so the ratio of CPU times (``time.process_time``: the work this process did, on
+all its threads) is printed too.
 
     OMP_NUM_THREADS=1 python benchmarks/batched_seeds.py --data-dir ../shared/data/mnist
+    python benchmarks/batched_seeds.py --data-dir ../shared/data/mnist --threads 2 --members 1,3,5,10
     OMP_NUM_THREADS=1 python benchmarks/batched_seeds.py --strategies derpp --members 5 --tasks 5
 """
 
@@ -55,7 +58,10 @@ def measure(strategy: str, n: int, tasks: int, data_dir: str | None, batched_fir
     for side in (("batched", "sequential") if batched_first else ("sequential", "batched")):
         results, seconds, cpu, peak = timed(sides[side])
         accs = [r.metrics["avg_acc"] for r in results]
-        out[side] = {"seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak, "avg_acc": accs}
+        # Training and evaluation time, summed over the runs (an ensemble member's are its 1/N share).
+        train, evaluation = (sum(sum(getattr(r, f)) for r in results) for f in ("task_seconds", "eval_seconds"))
+        out[side] = {"seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak, "avg_acc": accs,
+                     "train_seconds": train, "eval_seconds": evaluation}
     seq = out["sequential"]["avg_acc"]
     return {"strategy": strategy, "members": n, "tasks": tasks, **out,
             "ratio": out["batched"]["seconds"] / out["sequential"]["seconds"],
@@ -87,7 +93,9 @@ def main() -> None:
             lo, hi = row["acc_spread_seq"]
             print(f"{strategy:6s} N={n:2d}: sequential {s['seconds']:7.1f} s  batched {b['seconds']:7.1f} s  "
                   f"ratio {row['ratio']:.3f} (CPU time {s['cpu_seconds']:.1f} vs {b['cpu_seconds']:.1f} s: "
-                  f"{row['cpu_ratio']:.3f})  peak MiB {s['peak_mb']:.0f} vs {b['peak_mb']:.0f}  "
+                  f"{row['cpu_ratio']:.3f}; training {s['train_seconds']:.1f} vs {b['train_seconds']:.1f} s, "
+                  f"evaluation {s['eval_seconds']:.1f} vs {b['eval_seconds']:.1f} s)  "
+                  f"peak MiB {s['peak_mb']:.0f} vs {b['peak_mb']:.0f}  "
                   f"acc {row['acc_mean_seq']:.4f} [{lo:.4f}, {hi:.4f}] vs {row['acc_mean_batched']:.4f}  "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
     load_after = os.getloadavg()
