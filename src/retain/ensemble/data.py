@@ -78,13 +78,8 @@ def member_test_batches(exps: list[Experience], batch_size: int) -> Iterator[tup
         if perms is None:
             yield torch.stack([e.prepare(e.test_x[i: i + batch_size]) for e in exps]), y
             continue
-        raw = storage[i: i + batch_size]
-        tf = exps[0].transform.to_float
-        x = tf(raw.reshape(raw.shape[0], -1))
-        out = torch.empty((len(exps), *x.shape), dtype=x.dtype)
-        for m in range(len(exps)):
-            torch.index_select(x, 1, perms[m], out=out[m])
-        yield out, y
+        raw = storage[i: i + batch_size]  # the same stored rows for every member, each in its permutation
+        yield _permuted(raw.repeat(len(exps), *[1] * (raw.dim() - 1)), perms, exps[0].transform.to_float), y
 
 
 def shared_permutations(tested: list[list[Experience]]) -> Tensor | None:
