@@ -92,8 +92,6 @@ class EnsembleSI(EnsembleRegularised):
     def __init__(self, members, make_optimizer):
         super().__init__(members, make_optimizer)
         self._restack()
-        self._grads: dict[str, Tensor] = {}
-        self._before: dict[str, Tensor] = {}
 
     def _restack(self) -> None:
         regs = [self.regulariser(i) for i in range(self.size)]
@@ -109,13 +107,13 @@ class EnsembleSI(EnsembleRegularised):
         self.optimizer.zero_grad(set_to_none=True)
         loss.sum().backward(retain_graph=True)
         params = self.model.params
-        self._grads = {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
-        self._before = {n: p.detach().clone() for n, p in params.items()}
+        grads = {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
+        before = {n: p.detach().clone() for n, p in params.items()}
         extra.sum().backward()
         self.optimizer_step()
         with torch.no_grad():
-            for n, g in self._grads.items():
-                self.omega[n] -= g * (params[n] - self._before[n])
+            for n, g in grads.items():
+                self.omega[n] -= g * (params[n] - before[n])
 
     def end_task(self, experiences) -> None:
         for i in range(self.size):  # the member's SIPenalty consolidates its own path integral
