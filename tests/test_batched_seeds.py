@@ -333,3 +333,36 @@ def test_permuted_evaluation_counts_every_test_sample_across_batches(scenario):
     kwargs = {"task_il": scenario == "task-il", "num_classes": built[0][0].num_classes}
     whole = _evaluate_permuted(impl.model, exps, perms, chunk=10_000, **kwargs)
     assert _evaluate_permuted(impl.model, exps, perms, chunk=7, **kwargs) == whole
+
+
+def test_permuted_evaluation_leaves_out_pixels_zero_in_every_test_image(monkeypatch):
+    """Pixels that are zero in every stored test image add 0.0 * w to each first-layer sum: the
+    evaluation without them counts what the evaluation over all pixels counts. A conversion that
+    subtracts a mean (a stored zero is not 0.0) keeps every pixel."""
+    from retain.data.transforms import ToFloat
+    from retain.ensemble import loop
+    from retain.ensemble.data import shared_permutations
+    from retain.ensemble.registry import EnsembleNaive
+    from retain.training.loop import build, make_optimizer_factory
+
+    cfgs = [RunConfig(benchmark="permuted-digits", strategy="naive", seed=s, tasks=3, device="cpu").resolve()
+            for s in SEEDS]
+    built = [build(c) for c in cfgs]
+    impl = EnsembleNaive([s for _, s in built], make_optimizer_factory(cfgs[0]))
+    with torch.no_grad():
+        for p in impl.model.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(5)) * 0.3)
+    exps = [b.experiences for b, _ in built]
+    storage = exps[0][0].test_x
+    flat = storage.reshape(storage.shape[0], -1)
+    used = loop._used_pixels(flat, exps[0][0].transform.to_float)
+    assert used is not None and 0 < len(used) < flat.shape[1]
+    assert bool(flat[:, used].ne(0).any(0).all()) and int(flat.ne(0).sum()) == int(flat[:, used].ne(0).sum())
+    assert loop._used_pixels(flat, ToFloat(mean=0.5, std=1.0)) is None
+    kwargs = {"task_il": False, "num_classes": built[0][0].num_classes}
+    perms = shared_permutations(exps)
+    dropped = loop._evaluate_permuted(impl.model, exps, perms, **kwargs)
+    monkeypatch.setattr(loop, "_used_pixels", lambda flat, to_float: None)
+    every = loop._evaluate_permuted(impl.model, exps, perms, **kwargs)
+    assert all(d == pytest.approx(e, abs=ACC_TOL) for d, e in zip(dropped, every))
+    assert len({a for row in every for a in row}) > 2

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.optim import optimizer as _optim_module
 
 from retain.benchmarks.base import Experience
 from retain.ensemble.stacked import StackedModel
@@ -31,6 +32,21 @@ def member_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 def member_mse(outputs: Tensor, targets: Tensor) -> Tensor:
     """Each member's mean squared error over its rows and outputs -> ``[N]``."""
     return (outputs - targets).pow(2).flatten(1).mean(1)
+
+
+def _plain_sgd_lr(optimizer: torch.optim.Optimizer) -> float | None:
+    """The learning rate when ``optimizer`` is SGD with one parameter group and nothing but the
+    learning rate (no momentum, decay, nesterov or maximize; a float lr): its step is then one
+    ``_foreach_add_(params, grads, alpha=-lr)``, the call ``torch.optim.SGD`` makes itself. Else None."""
+    if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
+        return None
+    group = optimizer.param_groups[0]
+    if (group["momentum"] or group["weight_decay"] or group["nesterov"] or group["maximize"]
+            or group.get("fused") or group.get("differentiable") or isinstance(group["lr"], Tensor)
+            or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+            or _optim_module._global_optimizer_pre_hooks or _optim_module._global_optimizer_post_hooks):
+        return None
+    return float(group["lr"])
 
 
 class EnsembleStrategy:
@@ -92,7 +108,13 @@ class EnsembleStrategy:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad[rows] = 0.0
-        self.optimizer.step()
+        plain = _plain_sgd_lr(self.optimizer)
+        if plain is None:
+            self.optimizer.step()
+            return
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        with torch.no_grad():  # what SGD.step runs without momentum or decay, minus its per-call bookkeeping
+            torch._foreach_add_(params, [p.grad for p in params], alpha=-plain)
 
     @torch.no_grad()
     def retire(self, i: int) -> None:
