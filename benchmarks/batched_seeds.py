@@ -17,6 +17,11 @@ all its threads) is printed too.
     OMP_NUM_THREADS=1 python benchmarks/batched_seeds.py --data-dir ../shared/data/mnist
     python benchmarks/batched_seeds.py --data-dir ../shared/data/mnist --threads 2 --members 1,3,5,10
     OMP_NUM_THREADS=1 python benchmarks/batched_seeds.py --strategies derpp --members 5 --tasks 5
+    python benchmarks/batched_seeds.py --device cuda --members 1,5,10   # on a GPU (both sides there)
+
+On a GPU (``--device cuda``) both sides run there and each row adds the peak memory torch
+allocated on the device; ``retain run`` itself still trains accelerator runs one by one until this
+has been measured (retain.ensemble.support).
 """
 
 from __future__ import annotations
@@ -32,14 +37,15 @@ import torch
 from retain.config.presets import load_preset, preset_values
 from retain.config.run import RunConfig
 from retain.ensemble.loop import run_ensemble
+from retain.errors import ConfigError
 from retain.training.loop import run_experiment
 from retain.training.peak_memory import PeakMemory
 
 
-def specs(strategy: str, n: int, tasks: int, data_dir: str | None):
+def specs(strategy: str, n: int, tasks: int, data_dir: str | None, device: str = "cpu"):
     kwargs, params, _ = preset_values(load_preset("der-pmnist"), strategy, {}, {})
     kwargs["tasks"] = tasks
-    return [RunConfig(strategy=strategy, seed=s, params=params, data_dir=data_dir, device="cpu", **kwargs).resolve()
+    return [RunConfig(strategy=strategy, seed=s, params=params, data_dir=data_dir, device=device, **kwargs).resolve()
             for s in range(n)]
 
 
@@ -51,8 +57,8 @@ def timed(fn):
     return out, time.perf_counter() - t0, time.process_time() - c0, memory.peak_mb()
 
 
-def measure(strategy: str, n: int, tasks: int, data_dir: str | None, batched_first: bool) -> dict:
-    cfgs = specs(strategy, n, tasks, data_dir)
+def measure(strategy: str, n: int, tasks: int, data_dir: str | None, batched_first: bool, device: str) -> dict:
+    cfgs = specs(strategy, n, tasks, data_dir, device)
     sides = {"sequential": lambda: [run_experiment(c) for c in cfgs], "batched": lambda: run_ensemble(cfgs)}
     out = {}
     for side in (("batched", "sequential") if batched_first else ("sequential", "batched")):
@@ -60,8 +66,10 @@ def measure(strategy: str, n: int, tasks: int, data_dir: str | None, batched_fir
         accs = [r.metrics["avg_acc"] for r in results]
         # Training and evaluation time, summed over the runs (an ensemble member's are its 1/N share).
         train, evaluation = (sum(sum(getattr(r, f)) for r in results) for f in ("task_seconds", "eval_seconds"))
+        device_peaks = [r.peak_device_mem_mb for r in results if r.peak_device_mem_mb is not None]
         out[side] = {"seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak, "avg_acc": accs,
-                     "train_seconds": train, "eval_seconds": evaluation}
+                     "train_seconds": train, "eval_seconds": evaluation,
+                     "device_peak_mb": max(device_peaks) if device_peaks else None}
     seq = out["sequential"]["avg_acc"]
     return {"strategy": strategy, "members": n, "tasks": tasks, **out,
             "ratio": out["batched"]["seconds"] / out["sequential"]["seconds"],
@@ -77,17 +85,22 @@ def main() -> None:
     ap.add_argument("--members", default="1,3,5,10", help="ensemble sizes N, comma separated")
     ap.add_argument("--strategies", default="derpp,naive,ewc")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]: where both sides train")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    run_experiment(specs("naive", 1, 1, args.data_dir)[0])  # loads the data and warms up; not timed
+    try:
+        RunConfig(device=args.device).resolve()
+    except ConfigError as exc:
+        raise SystemExit(f"batched_seeds: {exc}") from None
+    run_experiment(specs("naive", 1, 1, args.data_dir, args.device)[0])  # loads the data and warms up; not timed
     load_before = os.getloadavg()
     rows = []
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; "
-          f"{args.threads} torch thread(s); {args.tasks} tasks", flush=True)
+          f"{args.threads} torch thread(s); {args.tasks} tasks; device {args.device}", flush=True)
     for strategy in args.strategies.split(","):
         for k, n in enumerate(int(v) for v in args.members.split(",")):
-            row = measure(strategy, n, args.tasks, args.data_dir, batched_first=k % 2 == 1)
+            row = measure(strategy, n, args.tasks, args.data_dir, batched_first=k % 2 == 1, device=args.device)
             rows.append(row)
             s, b = row["sequential"], row["batched"]
             lo, hi = row["acc_spread_seq"]
@@ -96,6 +109,8 @@ def main() -> None:
                   f"{row['cpu_ratio']:.3f}; training {s['train_seconds']:.1f} vs {b['train_seconds']:.1f} s, "
                   f"evaluation {s['eval_seconds']:.1f} vs {b['eval_seconds']:.1f} s)  "
                   f"peak MiB {s['peak_mb']:.0f} vs {b['peak_mb']:.0f}  "
+                  + (f"device MiB {s['device_peak_mb']:.0f} vs {b['device_peak_mb']:.0f}  "
+                     if s["device_peak_mb"] is not None else "") +
                   f"acc {row['acc_mean_seq']:.4f} [{lo:.4f}, {hi:.4f}] vs {row['acc_mean_batched']:.4f}  "
                   f"load {os.getloadavg()[0]:.2f}", flush=True)
     load_after = os.getloadavg()

@@ -104,7 +104,7 @@ class EnsembleStrategy:
     def optimizer_step(self) -> None:
         """The optimiser's step, with the gradients of retired members set to zero first."""
         if self.retired:
-            rows = torch.tensor(sorted(self.retired))
+            rows = torch.tensor(sorted(self.retired), device=self.model.params[self.model.names[0]].device)
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad[rows] = 0.0

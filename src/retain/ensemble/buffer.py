@@ -4,7 +4,9 @@ Each member keeps its own random stream: the draws come from the generator of th
 :class:`~retain.memory.reservoir.ReservoirBuffer` (the one its sequential run would have made),
 in the same order and with the same calls as that buffer's ``sample`` and ``add``, so member i's
 buffer holds exactly what the sequential run of its seed would hold. Only the gathering and
-writing of rows is done for all members at once; slot choices are computed on the CPU.
+writing of rows is done for all members at once; slot choices are computed on the CPU (the same
+numbers on every device) and the storage lives where the first batch offered was, as in
+``ReservoirBuffer``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class StackedReservoir:
         if size == 0:
             raise ValueError("cannot sample from an empty buffer")
         idx = torch.stack([torch.randperm(size, generator=b.generator)[: min(k, size)] for b in self.members])
+        idx = idx.to(self.y.device)
         flat = (idx + self.rows[:, None] * self.capacity).reshape(-1)  # index_select on rows: one fast gather
         pick = lambda t: t.reshape(-1, *t.shape[2:]).index_select(0, flat).view(*idx.shape, *t.shape[2:])  # noqa: E731
         if out is None:
@@ -66,18 +69,23 @@ class StackedReservoir:
         from the member's generator, exactly as ``ReservoirBuffer.add``."""
         n_members, b = y.shape
         if self.x is None:
-            self.x = torch.zeros((n_members, self.capacity, *x.shape[2:]), dtype=x.dtype)
+            self.x = torch.zeros((n_members, self.capacity, *x.shape[2:]), dtype=x.dtype, device=x.device)
             if logits is not None:
-                self.logits = torch.zeros((n_members, self.capacity, *logits.shape[2:]), dtype=logits.dtype)
+                self.logits = torch.zeros((n_members, self.capacity, *logits.shape[2:]), dtype=logits.dtype,
+                                          device=x.device)
+            self.y, self.task, self.rows = self.y.to(x.device), self.task.to(x.device), self.rows.to(x.device)
+            self.class_counts = self.class_counts.to(x.device)
         u = torch.stack([torch.rand(b, generator=m.generator, dtype=torch.float64) for m in self.members])
         n = torch.arange(self.seen, self.seen + b, dtype=torch.int64)
         j = torch.floor(u * (n + 1).to(torch.float64)).to(torch.int64)  # reservoir_slots, all members at once
         slots = torch.where(n < self.capacity, n, j)
-        flat = torch.where(slots < self.capacity, slots + self.rows[:, None] * self.capacity, -1).reshape(-1)
+        members = torch.arange(n_members)[:, None] * self.capacity
+        flat = torch.where(slots < self.capacity, slots + members, -1).reshape(-1)
         written, items = last_writer(flat, n_members * self.capacity)  # per member: the last item on a slot wins
         self._count(y, task)
         if len(written) == 0:
             return
+        written, items = written.to(self.y.device), items.to(self.y.device)
         self.x.view(-1, *self.x.shape[2:])[written] = x.detach().reshape(-1, *x.shape[2:])[items].to(self.x.dtype)
         self.y.view(-1)[written] = y.reshape(-1)[items]
         self.task.view(-1)[written] = task
@@ -89,7 +97,7 @@ class StackedReservoir:
         self.seen += y.shape[1]
         top = int(y.max()) + 1
         if top > self.class_counts.shape[1]:
-            grown = torch.zeros(self.size, top, dtype=torch.int64)
+            grown = torch.zeros(self.size, top, dtype=torch.int64, device=self.class_counts.device)
             grown[:, : self.class_counts.shape[1]] = self.class_counts
             self.class_counts = grown
         self.class_counts.scatter_add_(1, y, torch.ones_like(y))
@@ -97,7 +105,7 @@ class StackedReservoir:
 
     def sync(self) -> None:
         """Make each member's own buffer object show its slice (for its statistics and probes)."""
-        per_task = torch.zeros(max(self.task_counts, default=-1) + 1, dtype=torch.int64)
+        per_task = torch.zeros(max(self.task_counts, default=-1) + 1, dtype=torch.int64, device=self.y.device)
         for t, count in self.task_counts.items():
             per_task[t] = count
         for i, buf in enumerate(self.members):

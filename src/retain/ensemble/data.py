@@ -56,29 +56,32 @@ def member_batches(train_on: list[list[Experience]], batch_size: int,
             yield torch.stack([b.x for b in batches]), torch.stack([b.y for b in batches])
         return
     # iter_batches' draw for a single experience: one randperm of its samples per epoch
-    order = torch.stack([torch.randperm(e.num_train, generator=g) for e, g in zip(exps, gens)])
+    # drawn on the CPU (the same numbers on every device), used where the data are
+    order = torch.stack([torch.randperm(e.num_train, generator=g) for e, g in zip(exps, gens)]).to(storage.device)
     labels = torch.stack([e.train_y for e in exps])
-    rows = torch.arange(len(exps))[:, None]
+    rows = torch.arange(len(exps), device=storage.device)[:, None]
     for i in range(0, order.shape[1], batch_size):
         idx = order[:, i: i + batch_size]
         yield _permuted(storage.index_select(0, idx.reshape(-1)), perms, exps[0].transform.to_float), labels[rows, idx]
 
 
-def member_test_batches(exps: list[Experience], batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Each member's test set of one task, ``batch_size`` samples at a time, stacked."""
+def member_test_batches(exps: list[Experience], batch_size: int,
+                        device: torch.device | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Each member's test set of one task, ``batch_size`` samples at a time, stacked, on
+    ``device`` (test sets stay on the CPU; each batch goes over in its storage dtype)."""
     n = int(exps[0].test_y.shape[0])
     storage = exps[0].test_x
     perms = _permutations(exps, storage) if all(e.test_x is storage for e in exps) else None
     same_labels = all(e.test_y is exps[0].test_y for e in exps)
     for i in range(0, n, batch_size):
         if same_labels:
-            y = exps[0].test_y[i: i + batch_size].expand(len(exps), -1)
+            y = exps[0].test_y[i: i + batch_size].to(device).expand(len(exps), -1)
         else:
-            y = torch.stack([e.test_y[i: i + batch_size] for e in exps])
+            y = torch.stack([e.test_y[i: i + batch_size] for e in exps]).to(device)
         if perms is None:
-            yield torch.stack([e.prepare(e.test_x[i: i + batch_size]) for e in exps]), y
+            yield torch.stack([e.prepare(e.test_x[i: i + batch_size].to(device)) for e in exps]), y
             continue
-        raw = storage[i: i + batch_size]  # the same stored rows for every member, each in its permutation
+        raw = storage[i: i + batch_size].to(device)  # the same stored rows for every member, each in its permutation
         yield _permuted(raw.repeat(len(exps), *[1] * (raw.dim() - 1)), perms, exps[0].transform.to_float), y
 
 

@@ -29,13 +29,13 @@ def stacked_fisher(model: StackedModel, x: Tensor, y: Tensor, *, kind: str, gene
     n_classes = probs.shape[2]
     if kind == "exact":  # every class, weighted by the model's probability of it
         rows = x.repeat_interleave(n_classes, 1)
-        labels = torch.arange(n_classes).repeat(n_samples).expand(n_members, -1)
+        labels = torch.arange(n_classes, device=x.device).repeat(n_samples).expand(n_members, -1)
         weights = probs.reshape(n_members, -1)
     else:
         rows = x
-        labels = y if kind == "empirical" else torch.stack(
-            [torch.multinomial(p, 1, generator=g).squeeze(1) for p, g in zip(probs, generators)])
-        weights = torch.ones(n_members, n_samples)
+        labels = y if kind == "empirical" else torch.stack(  # drawn on the CPU, as fisher_diagonal draws them
+            [torch.multinomial(p.cpu(), 1, generator=g).squeeze(1) for p, g in zip(probs, generators)]).to(x.device)
+        weights = torch.ones(n_members, n_samples, device=x.device)
     fisher = {n: torch.zeros_like(p) for n, p in model.params.items()}
     for i in range(0, rows.shape[1], chunk_rows):
         _accumulate(model, rows[:, i: i + chunk_rows], labels[:, i: i + chunk_rows], weights[:, i: i + chunk_rows],

@@ -25,6 +25,7 @@ from retain.ensemble.support import batched_class
 from retain.errors import DivergedError
 from retain.metrics.matrix import summarize
 from retain.plasticity import make_plasticity
+from retain.training.device import DeviceMemory, deterministic_algorithms, device_name, experience_on
 from retain.training.evaluation import _class_mask
 from retain.training.loop import (
     Progress,
@@ -91,16 +92,19 @@ def _evaluate_permuted(model: StackedModel, tested: list[list[Experience]], perm
     first_bias = bias.reshape(-1, 1)
     later = [(kind, model.params.get(f"{name}.weight"), model.params.get(f"{name}.bias")) for kind, name in rest]
     exps = [[member[t] for member in tested] for t in range(n_tasks)]
-    labels = torch.stack([torch.stack([e.test_y for e in row]) for row in exps])  # [tasks, N, samples]
+    device = weight.device  # test sets stay on the CPU; this one goes over once per round, in its storage dtype
+    labels = torch.stack([torch.stack([e.test_y for e in row]) for row in exps]).to(device)  # [tasks, N, samples]
     masks = (torch.stack([torch.stack([_class_mask(e.classes, num_classes) for e in row]) for row in exps])
-             .unsqueeze(3) if task_il else None)  # [tasks, N, classes, 1]
+             .unsqueeze(3).to(device) if task_il else None)  # [tasks, N, classes, 1]
     storage, to_float = tested[0][0].test_x, tested[0][0].transform.to_float
     flat = storage.reshape(storage.shape[0], -1)
     used = _used_pixels(flat, to_float)
+    flat = flat.to(device)
     if used is not None:
+        used = used.to(device)
         first_layers = first_layers.index_select(2, used)
     n = labels.shape[2]
-    correct = torch.zeros(n_tasks, n_members, dtype=torch.int64)
+    correct = torch.zeros(n_tasks, n_members, dtype=torch.int64, device=device)
     for i in range(0, n, chunk):
         raw = flat[i: i + chunk] if used is None else flat[i: i + chunk].index_select(1, used)
         x_t = to_float(raw).T
@@ -111,7 +115,8 @@ def _evaluate_permuted(model: StackedModel, tested: list[list[Experience]], perm
             if masks is not None:
                 h = h + masks[t]
             correct[t] += (h.argmax(1) == labels[t, :, i: i + chunk]).sum(1)
-    return [[int(correct[t, m]) / max(n, 1) for t in range(n_tasks)] for m in range(n_members)]
+    counts = correct.tolist()
+    return [[counts[t][m] / max(n, 1) for t in range(n_tasks)] for m in range(n_members)]
 
 
 @torch.inference_mode()
@@ -123,20 +128,22 @@ def evaluate_members(model, tested: list[list[Experience]], *, task_il: bool, nu
     if perms is not None:
         return _evaluate_permuted(model, tested, perms, task_il=task_il, num_classes=num_classes)
     n_members, n_tasks = len(tested), len(tested[0])
-    rows = [[0.0] * n_tasks for _ in range(n_members)]
+    device = model.parameters()[0].device
+    counts, sizes = [], []
     for t in range(n_tasks):
         exps = [member[t] for member in tested]
-        n = int(exps[0].test_y.shape[0])
-        correct = torch.zeros(n_members, dtype=torch.int64)
-        masks = torch.stack([_class_mask(e.classes, num_classes) for e in exps])[:, None] if task_il else None
-        for x, y in member_test_batches(exps, batch_size):
+        sizes.append(max(int(exps[0].test_y.shape[0]), 1))
+        correct = torch.zeros(n_members, dtype=torch.int64, device=device)
+        masks = (torch.stack([_class_mask(e.classes, num_classes) for e in exps])[:, None].to(device)
+                 if task_il else None)
+        for x, y in member_test_batches(exps, batch_size, device):
             logits = model(x)
             if masks is not None:
                 logits = logits + masks
             correct += (logits.argmax(2) == y).sum(1)
-        for m in range(n_members):
-            rows[m][t] = int(correct[m]) / max(n, 1)
-    return rows
+        counts.append(correct)
+    counts = torch.stack(counts).tolist()  # read from the device once
+    return [[counts[t][m] / sizes[t] for t in range(n_tasks)] for m in range(n_members)]
 
 
 def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
@@ -147,9 +154,16 @@ def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
     ``wall_seconds``, ``task_seconds`` and ``eval_seconds`` of a member are its share (1/N) of the
     ensemble's; ``peak_mem_mb`` is the ensemble's peak. Raises :class:`NotBatchable` before any
     training when the built members cannot step together."""
+    with deterministic_algorithms(cfgs[0].deterministic, cfgs[0].device):
+        return _run_ensemble(cfgs, progress, hooks)
+
+
+def _run_ensemble(cfgs: list[RunSpec], progress: Progress | None, hooks: HookFactory | None
+                  ) -> list[RunResult | Exception]:
     t_start = time.perf_counter()
-    memory = PeakMemory()
+    memory, device_memory = PeakMemory(), DeviceMemory(cfgs[0].device)
     memory.start()
+    device_memory.start()
     built, rng_states = [], []
     for cfg in cfgs:
         built.append(build(cfg))
@@ -162,7 +176,9 @@ def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
     impl: EnsembleStrategy = batched_class(first.strategy_class)(members, make_optimizer_factory(first))
     task_il = benches[0].scenario == "task-il"
     exps = [b.experiences for b in benches]
-    evaluate = lambda: evaluate_members(impl.model, exps, task_il=task_il,  # noqa: E731
+    transforms: dict[int, object] = {}  # the transforms' device copies, shared by members (test sets go by batch)
+    tested = [[experience_on(e, members[0].device, transforms, train=False) for e in member] for member in exps]
+    evaluate = lambda: evaluate_members(impl.model, tested, task_il=task_il,  # noqa: E731
                                         num_classes=benches[0].num_classes)
     baselines = evaluate()
     gens = [torch.Generator().manual_seed(cfg.seed) for cfg in cfgs]
@@ -172,7 +188,7 @@ def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
     results = [RunResult(cfg, cfg.key, [], baselines[i], {}, [], [], [], 0.0, 0.0,
                          sum(p.numel() for p in members[i].model.parameters() if p.requires_grad),
                          benches[i].info.get("task_order", list(range(len(exps[i])))),
-                         scenario=benches[i].scenario, device="cpu")
+                         scenario=benches[i].scenario, device=device_name(cfg.device))
                for i, cfg in enumerate(cfgs)]
     member_hooks = [hooks(cfg) if hooks else [] for cfg in cfgs]
     failed: dict[int, Exception] = {}
@@ -204,6 +220,7 @@ def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
         result.metrics = summarize(result.acc_matrix, result.baseline)
         result.wall_seconds = wall / n
         result.peak_mem_mb, result.peak_mem_source = peak, f"{memory.source}-ensemble-of-{n}"
+        result.peak_device_mem_mb = device_memory.peak_mb()
     return [failed.get(i, result) for i, result in enumerate(results)]
 
 
@@ -235,12 +252,17 @@ def _train_task(cfg: RunSpec, impl: EnsembleStrategy, train_on: list[list[Experi
                 planned: int = 0) -> tuple[list[float | None], list[list[float]]]:
     """``cfg.epochs`` passes of every member over its own ``train_on`` as task ``t``; returns each
     member's mean loss and per-step losses. A member whose loss turns non-finite is put in
-    ``failed`` (its gradient never reaches the others: the loss is a sum over members)."""
+    ``failed`` (its gradient never reaches the others: the loss is a sum over members). On an
+    accelerator the task's data move there first, once for all members (storage dtype)."""
+    device = impl.members[0].device
+    moved: dict[int, object] = {}  # this task's device copies (shared storage once); freed when the task ends
+    train_on = [[experience_on(e, device, moved) for e in sets] for sets in train_on]
+    current = [experience_on(e, device, moved) for e in current]
     if not cfg.task_free:
         impl.begin_task(current)
     if fixes:
         fixes.begin_task(impl, t, current, planned)
-    loss_sum, logged = torch.zeros(impl.size), []
+    loss_sum, logged = torch.zeros(impl.size, device=device), []
     for epoch in range(cfg.epochs):
         for x, y in member_batches(train_on, cfg.batch_size, gens):
             loss = impl.observe(x, y, current[0].task_id)["loss"]

@@ -60,7 +60,7 @@ class EnsembleEWC(EnsembleRegularised):
 
     def penalty(self, x: Tensor, logits: Tensor) -> Tensor:
         if not self.fishers:
-            return torch.zeros(self.size)
+            return logits.new_zeros(self.size)
         terms = [member_quadratic(self.model.params, f, a) for f, a in zip(self.fishers, self.anchors)]
         return 0.5 * self.config.ewc_lambda * torch.stack(terms).sum(0)
 
@@ -140,7 +140,7 @@ class EnsembleLwF(EnsembleRegularised):
 
     def penalty(self, x: Tensor, logits: Tensor) -> Tensor:
         if self.teacher is None or self.columns is None:
-            return torch.zeros(self.size)
+            return logits.new_zeros(self.size)
         with torch.no_grad():
             old = self.model(x, self.teacher)
         n, b, _ = logits.shape
@@ -157,4 +157,4 @@ class EnsembleLwF(EnsembleRegularised):
         classes = [self.regulariser(i).old_classes for i in range(self.size)]
         if len({len(c) for c in classes}) != 1:
             raise ValueError("LwF members saw different numbers of classes")
-        self.columns = torch.tensor(classes) if classes[0] else None
+        self.columns = torch.tensor(classes, device=self.teacher[self.model.names[0]].device) if classes[0] else None

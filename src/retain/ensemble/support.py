@@ -41,8 +41,8 @@ def unsupported(cfg: RunSpec, *, checkpoints: bool = False) -> str | None:
         return f"strategy {cfg.strategy} has no batched implementation"
     if cfg.backbone not in BACKBONES:
         return f"backbone {cfg.backbone} is not batched (only {', '.join(BACKBONES)})"
-    if cfg.device != "cpu":
-        return f"device {cfg.device} (the ensemble path is checked on the CPU only)"
+    if cfg.device != "cpu":  # run_ensemble places everything on the members' device; not yet run on one
+        return f"device {cfg.device} (batched runs on an accelerator stay off until measured on one)"
     if cfg.amp:
         return "--amp"
     if getattr(cfg, "ddp", 1) > 1:

@@ -76,7 +76,9 @@ def _fisher(model: nn.Module, x: Tensor, y: Tensor, kind: str, chunk: int,
         weights = probs.reshape(-1)
     else:
         xs = x
-        labels = y if kind == "empirical" else torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        # the sampled labels are drawn on the CPU (a CPU generator; the same labels on every device)
+        labels = y if kind == "empirical" else torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(
+            x.device)
         weights = torch.ones(n_samples, device=x.device)
     # Data-parallel: every rank drew the same rows (and labels); each takes the per-row gradients of
     # its own contiguous piece, and the sums are added over the ranks.
