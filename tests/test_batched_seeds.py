@@ -389,3 +389,48 @@ def test_cuda_ensemble_matches_the_cpu_ensemble():
                 assert g.device.startswith("cuda") and g.peak_device_mem_mb > 0, (benchmark, strategy)
                 assert g.acc_matrix[0] == pytest.approx(c.acc_matrix[0], abs=ACC_TOL), (benchmark, strategy)
                 assert g.metrics["avg_acc"] == pytest.approx(c.metrics["avg_acc"], abs=0.05), (benchmark, strategy)
+
+
+@pytest.mark.parametrize("strategy", ["naive", "er", "derpp"])
+def test_hand_written_backward_steps_as_autograd_and_sgd_do(strategy):
+    """The hand-written backward (retain.ensemble.manual) against autograd + torch.optim.SGD from the
+    same members on the same batches, a retired member included: the same losses and parameters
+    up to float rounding (the output gradient is formed in another order), the same buffers, and a
+    retired member that never moves. Adam, or a subclass with its own ``step``, takes autograd."""
+    from retain.ensemble.base import EnsembleStrategy
+    from retain.ensemble.data import member_batches
+    from retain.ensemble.support import batched_class
+    from retain.training.loop import build, make_optimizer_factory, training_sets
+
+    def ensemble(manual_on, optimizer="sgd"):
+        cfgs = [RunConfig(benchmark="permuted-digits", strategy=strategy, seed=s, tasks=2, optimizer=optimizer,
+                          device="cpu").resolve() for s in SEEDS]
+        built = [build(c) for c in cfgs]
+        impl = batched_class(cfgs[0].strategy_class)([s for _, s in built], make_optimizer_factory(cfgs[0]))
+        impl._manual = impl._manual and manual_on
+        sets = [training_sets(s, b.experiences) for b, s in built]
+        return impl, [s[0] for s in sets], [torch.Generator().manual_seed(c.seed) for c in cfgs]
+
+    (auto, sets, gens_a), (hand, _, gens_h) = ensemble(False), ensemble(True)
+    assert hand.manual_lr() is not None and auto.manual_lr() is None
+    auto.retire(1)
+    hand.retire(1)
+    frozen = {n: p[1].detach().clone() for n, p in hand.model.params.items()}
+    for (x, y), (x2, y2) in zip(member_batches(sets, 16, gens_a), member_batches(sets, 16, gens_h)):
+        assert torch.equal(x, x2)
+        la, lh = auto.observe(x, y, 0), hand.observe(x2, y2, 0)
+        assert set(la) == set(lh)
+        for key in la:
+            assert torch.allclose(la[key], lh[key], atol=1e-5), key
+    for n, p in auto.model.params.items():
+        assert torch.allclose(p, hand.model.params[n], atol=1e-5), n
+        assert torch.equal(hand.model.params[n][1], frozen[n]), n
+    if strategy != "naive":
+        assert torch.equal(auto.buffer.y, hand.buffer.y) and torch.equal(auto.buffer.x, hand.buffer.x)
+    assert ensemble(True, optimizer="adam")[0].manual_lr() is None
+
+    class OwnStep(batched_class(auto.members[0].__class__)):
+        def step(self, loss, extra=None):
+            EnsembleStrategy.step(self, loss, extra)
+
+    assert OwnStep(auto.members, make_optimizer_factory(RunConfig(strategy=strategy).resolve())).manual_lr() is None

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.optim import optimizer as _optim_module
 
 from retain.benchmarks.base import Experience
+from retain.ensemble import manual
 from retain.ensemble.stacked import StackedModel
 from retain.strategies.base import Strategy
 
@@ -32,21 +32,6 @@ def member_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 def member_mse(outputs: Tensor, targets: Tensor) -> Tensor:
     """Each member's mean squared error over its rows and outputs -> ``[N]``."""
     return (outputs - targets).pow(2).flatten(1).mean(1)
-
-
-def _plain_sgd_lr(optimizer: torch.optim.Optimizer) -> float | None:
-    """The learning rate when ``optimizer`` is SGD with one parameter group and nothing but the
-    learning rate (no momentum, decay, nesterov or maximize; a float lr): its step is then one
-    ``_foreach_add_(params, grads, alpha=-lr)``, the call ``torch.optim.SGD`` makes itself. Else None."""
-    if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
-        return None
-    group = optimizer.param_groups[0]
-    if (group["momentum"] or group["weight_decay"] or group["nesterov"] or group["maximize"]
-            or group.get("fused") or group.get("differentiable") or isinstance(group["lr"], Tensor)
-            or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-            or _optim_module._global_optimizer_pre_hooks or _optim_module._global_optimizer_post_hooks):
-        return None
-    return float(group["lr"])
 
 
 class EnsembleStrategy:
@@ -65,6 +50,8 @@ class EnsembleStrategy:
         self.make_optimizer = make_optimizer
         self.optimizer = make_optimizer(self.model.parameters())
         self.retired: set[int] = set()  # members whose loss turned non-finite (see retire)
+        # the hand-written backward (retain.ensemble.manual) serves an MLP whose step is the plain one
+        self._manual = manual.chain(self.model) and type(self).step is EnsembleStrategy.step
 
     @classmethod
     def unsupported(cls, config: Any) -> str | None:
@@ -82,6 +69,13 @@ class EnsembleStrategy:
     def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         """One optimiser step for every member on its batch (``x`` ``[N, B, ...]``, ``y``
         ``[N, B]``); returns per-member values ``[N]`` to log, at least ``loss``."""
+        lr = self.manual_lr()
+        if lr is not None:
+            outputs, kept = manual.forward(self.model, x)
+            grad = torch.empty_like(outputs)
+            loss = manual.cross_entropy(outputs, y, 1.0, grad)
+            self.manual_step(kept, grad, lr)
+            return {"loss": loss}
         loss = member_cross_entropy(self.model(x), y)
         self.step(loss)
         return {"loss": loss.detach()}
@@ -108,13 +102,22 @@ class EnsembleStrategy:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad[rows] = 0.0
-        plain = _plain_sgd_lr(self.optimizer)
-        if plain is None:
-            self.optimizer.step()
-            return
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        with torch.no_grad():  # what SGD.step runs without momentum or decay, minus its per-call bookkeeping
-            torch._foreach_add_(params, [p.grad for p in params], alpha=-plain)
+        self.optimizer.step()
+
+    def manual_lr(self) -> float | None:
+        """The learning rate when this step may run the hand-written backward pass
+        (:mod:`retain.ensemble.manual`: an MLP, plain SGD, :meth:`step` not overridden), else None."""
+        return manual.plain_sgd_lr(self.optimizer) if self._manual else None
+
+    def manual_step(self, kept: list[Tensor], grad: Tensor, lr: float) -> None:
+        """:meth:`step` through :func:`retain.ensemble.manual.backward_sgd`: ``grad`` is the summed
+        loss's gradient at the outputs, ``kept`` each layer's input from :func:`manual.forward`."""
+        active = None
+        if self.retired:
+            active = torch.ones(self.size, device=grad.device)
+            active[sorted(self.retired)] = 0.0
+        manual.backward_sgd(self.model, kept, grad, lr, active)
+        self.after_update()
 
     @torch.no_grad()
     def retire(self, i: int) -> None:
