@@ -87,8 +87,16 @@ def _evaluate_permuted(model: StackedModel, tested: list[list[Experience]], perm
     n_tasks, n_members, pixels = perms.shape
     weight, bias = model.params[f"{first}.weight"], model.params[f"{first}.bias"]
     hidden = weight.shape[1]
-    inverse = perms.argsort(2)[:, :, None, :].expand(n_tasks, n_members, hidden, pixels)
-    first_layers = weight[None].expand(n_tasks, -1, -1, -1).gather(3, inverse).reshape(n_tasks, -1, pixels)
+    storage, to_float = tested[0][0].test_x, tested[0][0].transform.to_float
+    flat = storage.reshape(storage.shape[0], -1)
+    used = _used_pixels(flat, to_float)
+    inverse = perms.argsort(2)
+    if used is not None:  # only the used pixels' columns are gathered
+        used = used.to(inverse.device)
+        inverse = inverse.index_select(2, used)
+    kept = inverse.shape[2]
+    first_layers = weight[None].expand(n_tasks, -1, -1, -1).gather(
+        3, inverse[:, :, None, :].expand(n_tasks, n_members, hidden, kept)).reshape(n_tasks, -1, kept)
     first_bias = bias.reshape(-1, 1)
     later = [(kind, model.params.get(f"{name}.weight"), model.params.get(f"{name}.bias")) for kind, name in rest]
     exps = [[member[t] for member in tested] for t in range(n_tasks)]
@@ -96,13 +104,7 @@ def _evaluate_permuted(model: StackedModel, tested: list[list[Experience]], perm
     labels = torch.stack([torch.stack([e.test_y for e in row]) for row in exps]).to(device)  # [tasks, N, samples]
     masks = (torch.stack([torch.stack([_class_mask(e.classes, num_classes) for e in row]) for row in exps])
              .unsqueeze(3).to(device) if task_il else None)  # [tasks, N, classes, 1]
-    storage, to_float = tested[0][0].test_x, tested[0][0].transform.to_float
-    flat = storage.reshape(storage.shape[0], -1)
-    used = _used_pixels(flat, to_float)
     flat = flat.to(device)
-    if used is not None:
-        used = used.to(device)
-        first_layers = first_layers.index_select(2, used)
     n = labels.shape[2]
     correct = torch.zeros(n_tasks, n_members, dtype=torch.int64, device=device)
     for i in range(0, n, chunk):

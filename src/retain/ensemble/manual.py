@@ -9,9 +9,9 @@ applies it (``p.add_(grad, alpha=-lr)``). The same products autograd runs for
 :class:`~retain.ensemble.stacked._StackedLinear`, without building a graph or gradient buffers:
 on 2 tasks of P-MNIST at N = 5 (2 threads, median of interleaved repeats, commit 6667970) naive
 trained in 2.76 s against 3.38 s with autograd, DER++ in 9.58 s against 10.32 s. The output
-gradient is formed in another order than
-autograd's (``log_softmax`` backward), so parameters agree to float rounding, not bit for bit
-(``tests/test_batched_seeds.py`` holds the members to their sequential runs).
+gradient is handed to ``log_softmax``'s own backward kernel in the form autograd hands it, and the
+MSE's in autograd's order, so the step is autograd's plus SGD's to the bit (tested step by step
+in ``tests/test_batched_seeds.py``).
 
 Used only with plain SGD (no momentum, decay or hooks: :func:`plain_sgd_lr`); anything else takes
 the autograd path.
@@ -69,9 +69,12 @@ def cross_entropy(logits: Tensor, y: Tensor, scale: float, grad: Tensor) -> Tens
     log_p = torch.log_softmax(logits, 2)
     target = y.unsqueeze(2)
     loss = -log_p.gather(2, target).squeeze(2).mean(1)
-    torch.exp(log_p, out=grad)
-    grad.scatter_add_(2, target, torch.full(target.shape, -1.0, dtype=grad.dtype, device=grad.device))
-    grad.mul_(scale / y.shape[1])
+    # what autograd hands log_softmax's backward for ``scale * mean(nll)``: -scale / rows at each
+    # row's label (the scale times the mean's 1 / rows, in float32 as autograd forms it), then that
+    # same backward kernel: the gradient autograd computes, to the bit
+    step = torch.full((), scale, dtype=logits.dtype, device=logits.device).div(y.shape[1]).neg()
+    upstream = torch.zeros_like(log_p).scatter_(2, target, step.expand(target.shape))
+    grad.copy_(torch.ops.aten._log_softmax_backward_data(upstream, log_p, 2, logits.dtype))
     return loss
 
 
@@ -81,7 +84,9 @@ def mse(outputs: Tensor, targets: Tensor, scale: float, grad: Tensor) -> Tensor:
     gradient into ``grad``."""
     diff = outputs - targets
     loss = diff.pow(2).flatten(1).mean(1)
-    torch.mul(diff, 2.0 * scale / diff[0].numel(), out=grad)
+    # autograd's order: scale / elements in float32 (the mean's backward), times 2 * diff (pow's)
+    step = torch.full((), scale, dtype=diff.dtype, device=diff.device).div(diff[0].numel())
+    torch.mul(step, diff * 2.0, out=grad)
     return loss
 
 
