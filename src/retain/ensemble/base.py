@@ -34,6 +34,43 @@ def member_mse(outputs: Tensor, targets: Tensor) -> Tensor:
     return (outputs - targets).pow(2).flatten(1).mean(1)
 
 
+class ForwardPass:
+    """One step's outputs ``[N, rows, outputs]`` and its loss terms, whichever way it steps: with
+    autograd (``grad`` None: the terms are graph nodes, :meth:`step` runs the strategy's ``step``),
+    or by the hand-written backward (:mod:`retain.ensemble.manual`: each term writes its weighted
+    gradient into its block of ``grad`` and :meth:`step` applies it). A term's value is unweighted
+    either way; rows a term does not cover get no gradient from it, so every row must be covered once."""
+
+    def __init__(self, impl: EnsembleStrategy, outputs: Tensor, kept: list[Tensor] | None = None,
+                 grad: Tensor | None = None, lr: float | None = None):
+        self.impl, self.outputs, self.kept, self.grad, self.lr = impl, outputs, kept, grad, lr
+
+    def cross_entropy(self, rows: slice, y: Tensor, weight: float = 1.0) -> Tensor:
+        """Each member's mean cross-entropy of the outputs' ``rows`` against ``y`` -> ``[N]``."""
+        if self.grad is None:
+            return member_cross_entropy(self.outputs[:, rows], y)
+        return manual.cross_entropy(self.outputs[:, rows], y, weight, self.grad[:, rows])
+
+    def mse(self, rows: slice, targets: Tensor, weight: float = 1.0) -> Tensor:
+        """Each member's mean squared error of the outputs' ``rows`` against ``targets`` -> ``[N]``."""
+        if self.grad is None:
+            return member_mse(self.outputs[:, rows], targets)
+        return manual.mse(self.outputs[:, rows], targets, weight, self.grad[:, rows])
+
+    def step(self, loss: Tensor) -> None:
+        """Step every member on ``loss`` ``[N]`` (the weighted sum of this pass's terms)."""
+        impl = self.impl
+        if self.grad is None:
+            impl.step(loss)
+            return
+        active = None
+        if impl.retired:
+            active = torch.ones(impl.size, device=self.grad.device)
+            active[sorted(impl.retired)] = 0.0
+        manual.backward_sgd(impl.model, self.kept, self.grad, self.lr, active)
+        impl.after_update()
+
+
 class EnsembleStrategy:
     """Naive fine-tuning for N members: each member's cross-entropy on its own batch.
 
@@ -69,15 +106,9 @@ class EnsembleStrategy:
     def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         """One optimiser step for every member on its batch (``x`` ``[N, B, ...]``, ``y``
         ``[N, B]``); returns per-member values ``[N]`` to log, at least ``loss``."""
-        lr = self.manual_lr()
-        if lr is not None:
-            outputs, kept = manual.forward(self.model, x)
-            grad = torch.empty_like(outputs)
-            loss = manual.cross_entropy(outputs, y, 1.0, grad)
-            self.manual_step(kept, grad, lr)
-            return {"loss": loss}
-        loss = member_cross_entropy(self.model(x), y)
-        self.step(loss)
+        run = self.forward(x)
+        loss = run.cross_entropy(slice(None), y)
+        run.step(loss)
         return {"loss": loss.detach()}
 
     def end_task(self, experiences: list[Experience]) -> None:
@@ -98,7 +129,7 @@ class EnsembleStrategy:
     def optimizer_step(self) -> None:
         """The optimiser's step, with the gradients of retired members set to zero first."""
         if self.retired:
-            rows = torch.tensor(sorted(self.retired), device=self.model.params[self.model.names[0]].device)
+            rows = torch.tensor(sorted(self.retired), device=self.model.device)
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad[rows] = 0.0
@@ -109,15 +140,14 @@ class EnsembleStrategy:
         (:mod:`retain.ensemble.manual`: an MLP, plain SGD, :meth:`step` not overridden), else None."""
         return manual.plain_sgd_lr(self.optimizer) if self._manual else None
 
-    def manual_step(self, kept: list[Tensor], grad: Tensor, lr: float) -> None:
-        """:meth:`step` through :func:`retain.ensemble.manual.backward_sgd`: ``grad`` is the summed
-        loss's gradient at the outputs, ``kept`` each layer's input from :func:`manual.forward`."""
-        active = None
-        if self.retired:
-            active = torch.ones(self.size, device=grad.device)
-            active[sorted(self.retired)] = 0.0
-        manual.backward_sgd(self.model, kept, grad, lr, active)
-        self.after_update()
+    def forward(self, x: Tensor) -> ForwardPass:
+        """The members' outputs on ``x`` for one step, through the hand-written backward when
+        :meth:`manual_lr` allows it, else through autograd (see :class:`ForwardPass`)."""
+        lr = self.manual_lr()
+        if lr is None:
+            return ForwardPass(self, self.model(x))
+        outputs, kept = manual.forward(self.model, x)
+        return ForwardPass(self, outputs, kept, torch.empty_like(outputs), lr)
 
     @torch.no_grad()
     def retire(self, i: int) -> None:

@@ -91,9 +91,9 @@ def _evaluate_permuted(model: StackedModel, tested: list[list[Experience]], perm
     flat = storage.reshape(storage.shape[0], -1)
     used = _used_pixels(flat, to_float)
     inverse = perms.argsort(2)
-    if used is not None:  # only the used pixels' columns are gathered
-        used = used.to(inverse.device)
-        inverse = inverse.index_select(2, used)
+    if used is not None:  # only the used pixels' columns are gathered, and converted below
+        flat = flat.index_select(1, used)
+        inverse = inverse.index_select(2, used.to(inverse.device))
     kept = inverse.shape[2]
     first_layers = weight[None].expand(n_tasks, -1, -1, -1).gather(
         3, inverse[:, :, None, :].expand(n_tasks, n_members, hidden, kept)).reshape(n_tasks, -1, kept)
@@ -108,8 +108,7 @@ def _evaluate_permuted(model: StackedModel, tested: list[list[Experience]], perm
     n = labels.shape[2]
     correct = torch.zeros(n_tasks, n_members, dtype=torch.int64, device=device)
     for i in range(0, n, chunk):
-        raw = flat[i: i + chunk] if used is None else flat[i: i + chunk].index_select(1, used)
-        x_t = to_float(raw).T
+        x_t = to_float(flat[i: i + chunk]).T
         for t in range(n_tasks):
             h = torch.addmm(first_bias, first_layers[t], x_t).view(n_members, hidden, -1)
             for kind, w, b in later:

@@ -157,4 +157,4 @@ class EnsembleLwF(EnsembleRegularised):
         classes = [self.regulariser(i).old_classes for i in range(self.size)]
         if len({len(c) for c in classes}) != 1:
             raise ValueError("LwF members saw different numbers of classes")
-        self.columns = torch.tensor(classes, device=self.teacher[self.model.names[0]].device) if classes[0] else None
+        self.columns = torch.tensor(classes, device=self.model.device) if classes[0] else None

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from retain.ensemble import manual
-from retain.ensemble.base import EnsembleStrategy, member_cross_entropy, member_mse
+from retain.ensemble.base import EnsembleStrategy, member_cross_entropy
 from retain.ensemble.buffer import StackedReservoir
 from retain.strategies.agem import AGEM
 from retain.strategies.der import DER
@@ -54,15 +53,9 @@ class EnsembleER(EnsembleReplay):
             inputs[:, : y.shape[1]] = x
             _, by, _, _ = self.buffer.sample(self.config.replay_batch_size, out=inputs[:, y.shape[1]:])
             labels = torch.cat([y, by], 1)
-        lr = self.manual_lr()
-        if lr is None:
-            loss = member_cross_entropy(self.model(inputs), labels)
-            self.step(loss)
-        else:  # the hand-written backward (retain.ensemble.manual)
-            outputs, kept = manual.forward(self.model, inputs)
-            grad = torch.empty_like(outputs)
-            loss = manual.cross_entropy(outputs, labels, 1.0, grad)
-            self.manual_step(kept, grad, lr)
+        run = self.forward(inputs)
+        loss = run.cross_entropy(slice(None), labels)
+        run.step(loss)
         self.buffer.add(x, y, task)
         return {"loss": loss.detach()}
 
@@ -83,33 +76,18 @@ class EnsembleDER(EnsembleReplay):
             first = self.buffer.sample(cfg.replay_batch_size, out=inputs[:, b: b + k])
             if beta > 0:
                 second = self.buffer.sample(cfg.replay_batch_size, out=inputs[:, b + k:])
-        lr = self.manual_lr()
-        # the autograd path, or the hand-written backward (retain.ensemble.manual): each term's
-        # gradient at its block of outputs is written into ``grad``, scaled by the term's weight
-        if lr is None:
-            outputs, kept, grad = self.model(inputs), [], None
-        else:
-            outputs, kept = manual.forward(self.model, inputs)
-            grad = torch.empty_like(outputs)
-        block = lambda i, j: None if grad is None else grad[:, i:j]  # noqa: E731
-        ce = member_cross_entropy(outputs[:, :b], y) if lr is None else manual.cross_entropy(
-            outputs[:, :b], y, 1.0, block(0, b))
-        loss = ce
+        run = self.forward(inputs)
+        loss = run.cross_entropy(slice(0, b), y)
         if inputs is not x:
-            distill = (member_mse(outputs[:, b: b + k], first[2]) if lr is None
-                       else manual.mse(outputs[:, b: b + k], first[2], cfg.alpha, block(b, b + k)))
+            distill = run.mse(slice(b, b + k), first[2], cfg.alpha)
             loss = loss + cfg.alpha * distill
             logged["distill"] = distill.detach()
             if beta > 0:
-                replay_ce = (member_cross_entropy(outputs[:, b + k:], second[1]) if lr is None
-                             else manual.cross_entropy(outputs[:, b + k:], second[1], beta, block(b + k, None)))
+                replay_ce = run.cross_entropy(slice(b + k, None), second[1], beta)
                 loss = loss + beta * replay_ce
                 logged["replay_ce"] = replay_ce.detach()
-        if lr is None:
-            self.step(loss)
-        else:
-            self.manual_step(kept, grad, lr)
-        self.buffer.add(x, y, task, logits=outputs[:, :b].detach())
+        run.step(loss)
+        self.buffer.add(x, y, task, logits=run.outputs[:, :b].detach())
         return {"loss": loss.detach(), **logged}
 
 

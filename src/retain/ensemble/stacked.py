@@ -110,6 +110,11 @@ class StackedModel:
     def parameters(self) -> list[Tensor]:
         return [self.params[n] for n in self.names]
 
+    @property
+    def device(self) -> torch.device:
+        """Where the stacked parameters live (the members' device)."""
+        return self.params[self.names[0]].device
+
     def detached(self) -> dict[str, Tensor]:
         """A copy of the stacked parameters, cut from the graph (an anchor or a teacher)."""
         return {n: p.detach().clone() for n, p in self.params.items()}
