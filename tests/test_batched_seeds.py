@@ -293,7 +293,7 @@ def test_a_diverging_member_fails_alone(case):
 def test_batched_evaluation_is_each_members_own(benchmark, scenario):
     """Evaluation of all members at once (on permuted inputs: the permutation moved into the first
     layer) against each member's model evaluated alone, after the members' weights drifted apart."""
-    from retain.ensemble.loop import evaluate_members
+    from retain.ensemble.evaluation import evaluate_members
     from retain.ensemble.registry import EnsembleNaive
     from retain.training.evaluation import evaluate_all
     from retain.training.loop import build, make_optimizer_factory
@@ -314,12 +314,8 @@ def test_batched_evaluation_is_each_members_own(benchmark, scenario):
         assert row == pytest.approx(alone, abs=ACC_TOL) and len(set(alone)) > 1
 
 
-@pytest.mark.parametrize("scenario", ["domain-il", "task-il"])
-def test_permuted_evaluation_counts_every_test_sample_across_batches(scenario):
-    """The permuted evaluation reads the test set in batches; batches of 7 samples (the last one
-    short) count exactly what one batch over the whole test set counts."""
-    from retain.ensemble.data import shared_permutations
-    from retain.ensemble.loop import _evaluate_permuted
+def _permuted_members(scenario: str, shift: float = 0.0):
+    """An ensemble on permuted digits (3 tasks) whose members' weights are moved apart by ``shift``."""
     from retain.ensemble.registry import EnsembleNaive
     from retain.training.loop import build, make_optimizer_factory
 
@@ -327,45 +323,53 @@ def test_permuted_evaluation_counts_every_test_sample_across_batches(scenario):
                       device="cpu").resolve() for s in SEEDS]
     built = [build(c) for c in cfgs]
     impl = EnsembleNaive([s for _, s in built], make_optimizer_factory(cfgs[0]))
-    exps = [b.experiences for b, _ in built]
-    perms = shared_permutations(exps)
-    assert perms is not None and len(exps[0][0].test_y) % 7 != 0
-    kwargs = {"task_il": scenario == "task-il", "num_classes": built[0][0].num_classes}
-    whole = _evaluate_permuted(impl.model, exps, perms, chunk=10_000, **kwargs)
-    assert _evaluate_permuted(impl.model, exps, perms, chunk=7, **kwargs) == whole
-
-
-def test_permuted_evaluation_leaves_out_pixels_zero_in_every_test_image(monkeypatch):
-    """Pixels that are zero in every stored test image add 0.0 * w to each first-layer sum: the
-    evaluation without them counts what the evaluation over all pixels counts. A conversion that
-    subtracts a mean (a stored zero is not 0.0) keeps every pixel."""
-    from retain.data.transforms import ToFloat
-    from retain.ensemble import loop
-    from retain.ensemble.data import shared_permutations
-    from retain.ensemble.registry import EnsembleNaive
-    from retain.training.loop import build, make_optimizer_factory
-
-    cfgs = [RunConfig(benchmark="permuted-digits", strategy="naive", seed=s, tasks=3, device="cpu").resolve()
-            for s in SEEDS]
-    built = [build(c) for c in cfgs]
-    impl = EnsembleNaive([s for _, s in built], make_optimizer_factory(cfgs[0]))
     with torch.no_grad():
         for p in impl.model.parameters():
-            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(5)) * 0.3)
-    exps = [b.experiences for b, _ in built]
-    storage = exps[0][0].test_x
-    flat = storage.reshape(storage.shape[0], -1)
-    used = loop._used_pixels(flat, exps[0][0].transform.to_float)
-    assert used is not None and 0 < len(used) < flat.shape[1]
-    assert bool(flat[:, used].ne(0).any(0).all()) and int(flat.ne(0).sum()) == int(flat[:, used].ne(0).sum())
-    assert loop._used_pixels(flat, ToFloat(mean=0.5, std=1.0)) is None
-    kwargs = {"task_il": False, "num_classes": built[0][0].num_classes}
-    perms = shared_permutations(exps)
-    dropped = loop._evaluate_permuted(impl.model, exps, perms, **kwargs)
-    monkeypatch.setattr(loop, "_used_pixels", lambda flat, to_float: None)
-    every = loop._evaluate_permuted(impl.model, exps, perms, **kwargs)
-    assert all(d == pytest.approx(e, abs=ACC_TOL) for d, e in zip(dropped, every))
-    assert len({a for row in every for a in row}) > 2
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(5)) * shift)
+    kwargs = {"task_il": scenario == "task-il", "num_classes": built[0][0].num_classes}
+    return impl.model, [b.experiences for b, _ in built], kwargs
+
+
+@pytest.mark.parametrize("scenario", ["domain-il", "task-il"])
+@pytest.mark.parametrize("bagged", [True, False])
+def test_permuted_evaluation_counts_every_test_sample_across_batches(scenario, bagged):
+    """The permuted evaluation reads the test set in batches; batches of 7 samples (the last one
+    short) count exactly what one batch over the whole test set counts, on either first layer."""
+    from retain.ensemble.evaluation import PermutedTests
+
+    model, exps, kwargs = _permuted_members(scenario)
+    assert len(exps[0][0].test_y) % 7 != 0
+    whole, short = (PermutedTests.of(model, exps, **kwargs) for _ in range(2))
+    assert whole is not None and whole.bags is not None
+    if not bagged:
+        whole.bags = short.bags = None
+    whole.chunk, short.chunk = 10_000, 7
+    assert short(model) == whole(model)
+
+
+@pytest.mark.parametrize("scenario", ["domain-il", "task-il"])
+def test_bagged_first_layer_counts_what_the_dense_product_counts(scenario):
+    """Each test image's bag holds exactly its nonzero pixels with their float values (the zeros
+    left out add 0.0 * w to each sum), so the embedding_bag first layer counts what the dense
+    product over every pixel counts, up to float order. A conversion that subtracts a mean (a
+    stored zero is not 0.0) gets no bags: the dense product is used."""
+    from retain.data.transforms import ToFloat
+    from retain.ensemble.evaluation import PermutedTests, _bags
+
+    model, exps, kwargs = _permuted_members(scenario, shift=0.3)
+    prepared = PermutedTests.of(model, exps, **kwargs)
+    cols, vals, starts = prepared.bags
+    flat, to_float = prepared.flat, prepared.to_float
+    rebuilt = torch.zeros(flat.shape)
+    rows = torch.repeat_interleave(torch.arange(flat.shape[0]), starts.diff())
+    rebuilt[rows, cols] = vals
+    assert torch.equal(rebuilt, to_float(flat)) and len(vals) == int(flat.ne(0).sum()) < flat.numel()
+    assert _bags(flat, ToFloat(mean=0.5, std=1.0), torch.device("cpu")) is None
+    bagged = prepared(model)
+    prepared.bags = None
+    dense = prepared(model)
+    assert all(b == pytest.approx(d, abs=ACC_TOL) for b, d in zip(bagged, dense))
+    assert len({a for row in dense for a in row}) > 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False "

@@ -14,19 +14,17 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
 
 from retain.benchmarks.base import Benchmark, Experience
 from retain.config.run import RunSpec
 from retain.ensemble.base import EnsembleStrategy
-from retain.ensemble.data import member_batches, member_test_batches, shared_permutations
-from retain.ensemble.stacked import StackedModel
+from retain.ensemble.data import member_batches
+from retain.ensemble.evaluation import member_evaluator
 from retain.ensemble.support import batched_class
 from retain.errors import DivergedError
 from retain.metrics.matrix import summarize
 from retain.plasticity import make_plasticity
 from retain.training.device import DeviceMemory, deterministic_algorithms, device_name, experience_on
-from retain.training.evaluation import _class_mask
 from retain.training.loop import (
     Progress,
     RunContext,
@@ -58,93 +56,6 @@ def _check_alike(benches: list[Benchmark], strategies) -> None:
         raise NotBatchable("augmented training data")
     if any(s.trains_once for s in strategies):
         raise NotBatchable("a train-once strategy")
-
-
-def _used_pixels(flat: Tensor, to_float) -> Tensor | None:
-    """The columns of the stored test images ``flat`` ``[samples, pixels]`` that are not zero in
-    every image, when some are and ``to_float`` maps a stored zero to 0.0 (no mean subtracted):
-    the others contribute ``0.0 * w`` to each first-layer sum, exactly nothing for finite weights
-    (retired members carry a healthy member's weights). None when every column is used."""
-    if to_float(torch.zeros(1, 1, dtype=flat.dtype)).ne(0).any():
-        return None
-    used = flat.ne(0).any(0).nonzero().flatten()
-    return None if len(used) == flat.shape[1] else used
-
-
-@torch.inference_mode()
-def _evaluate_permuted(model: StackedModel, tested: list[list[Experience]], perms: Tensor, *, task_il: bool,
-                       num_classes: int, chunk: int = 2048) -> list[list[float]]:
-    """:func:`evaluate_members` for an MLP on permuted inputs (:func:`shared_permutations`): a
-    permutation of the inputs is a permutation of the first layer's columns (``x[:, p] @ W.T ==
-    x @ W[:, argsort(p)].T``), so each task's first layers for all members are one product with
-    the shared test batch, converted to float once per batch, then batched products for the rest.
-    Activations are kept transposed (``[N, features, samples]``: every product stays contiguous)
-    and one task at a time (a few MiB, in cache; all tasks at once measured slower). Pixels that
-    are zero in every test image (116 of MNIST's 784) add exactly zero to every product, so they
-    are left out of it (:func:`_used_pixels`). The same function as the per-task path; only the
-    order of the float sums differs."""
-    (_, first), rest = model.layers[0], model.layers[1:]
-    n_tasks, n_members, pixels = perms.shape
-    weight, bias = model.params[f"{first}.weight"], model.params[f"{first}.bias"]
-    hidden = weight.shape[1]
-    storage, to_float = tested[0][0].test_x, tested[0][0].transform.to_float
-    flat = storage.reshape(storage.shape[0], -1)
-    used = _used_pixels(flat, to_float)
-    inverse = perms.argsort(2)
-    if used is not None:  # only the used pixels' columns are gathered, and converted below
-        flat = flat.index_select(1, used)
-        inverse = inverse.index_select(2, used.to(inverse.device))
-    kept = inverse.shape[2]
-    first_layers = weight[None].expand(n_tasks, -1, -1, -1).gather(
-        3, inverse[:, :, None, :].expand(n_tasks, n_members, hidden, kept)).reshape(n_tasks, -1, kept)
-    first_bias = bias.reshape(-1, 1)
-    later = [(kind, model.params.get(f"{name}.weight"), model.params.get(f"{name}.bias")) for kind, name in rest]
-    exps = [[member[t] for member in tested] for t in range(n_tasks)]
-    device = weight.device  # test sets stay on the CPU; this one goes over once per round, in its storage dtype
-    labels = torch.stack([torch.stack([e.test_y for e in row]) for row in exps]).to(device)  # [tasks, N, samples]
-    masks = (torch.stack([torch.stack([_class_mask(e.classes, num_classes) for e in row]) for row in exps])
-             .unsqueeze(3).to(device) if task_il else None)  # [tasks, N, classes, 1]
-    flat = flat.to(device)
-    n = labels.shape[2]
-    correct = torch.zeros(n_tasks, n_members, dtype=torch.int64, device=device)
-    for i in range(0, n, chunk):
-        x_t = to_float(flat[i: i + chunk]).T
-        for t in range(n_tasks):
-            h = torch.addmm(first_bias, first_layers[t], x_t).view(n_members, hidden, -1)
-            for kind, w, b in later:
-                h = torch.relu_(h) if kind == "relu" else torch.baddbmm(b.unsqueeze(2), w, h)
-            if masks is not None:
-                h = h + masks[t]
-            correct[t] += (h.argmax(1) == labels[t, :, i: i + chunk]).sum(1)
-    counts = correct.tolist()
-    return [[counts[t][m] / max(n, 1) for t in range(n_tasks)] for m in range(n_members)]
-
-
-@torch.inference_mode()
-def evaluate_members(model, tested: list[list[Experience]], *, task_il: bool, num_classes: int,
-                     batch_size: int = 2048) -> list[list[float]]:
-    """One row of each member's accuracy matrix: member i's model on member i's test set of every
-    task (``tested[i]``), all members in one forward pass per test batch."""
-    perms = shared_permutations(tested) if isinstance(model, StackedModel) and model.layers else None
-    if perms is not None:
-        return _evaluate_permuted(model, tested, perms, task_il=task_il, num_classes=num_classes)
-    n_members, n_tasks = len(tested), len(tested[0])
-    device = model.parameters()[0].device
-    counts, sizes = [], []
-    for t in range(n_tasks):
-        exps = [member[t] for member in tested]
-        sizes.append(max(int(exps[0].test_y.shape[0]), 1))
-        correct = torch.zeros(n_members, dtype=torch.int64, device=device)
-        masks = (torch.stack([_class_mask(e.classes, num_classes) for e in exps])[:, None].to(device)
-                 if task_il else None)
-        for x, y in member_test_batches(exps, batch_size, device):
-            logits = model(x)
-            if masks is not None:
-                logits = logits + masks
-            correct += (logits.argmax(2) == y).sum(1)
-        counts.append(correct)
-    counts = torch.stack(counts).tolist()  # read from the device once
-    return [[counts[t][m] / sizes[t] for t in range(n_tasks)] for m in range(n_members)]
 
 
 def run_ensemble(cfgs: list[RunSpec], *, progress: Progress | None = None,
@@ -179,8 +90,8 @@ def _run_ensemble(cfgs: list[RunSpec], progress: Progress | None, hooks: HookFac
     exps = [b.experiences for b in benches]
     transforms: dict[int, object] = {}  # the transforms' device copies, shared by members (test sets go by batch)
     tested = [[experience_on(e, members[0].device, transforms, train=False) for e in member] for member in exps]
-    evaluate = lambda: evaluate_members(impl.model, tested, task_il=task_il,  # noqa: E731
-                                        num_classes=benches[0].num_classes)
+    evaluator = member_evaluator(impl.model, tested, task_il=task_il, num_classes=benches[0].num_classes)
+    evaluate = lambda: evaluator(impl.model)  # noqa: E731
     baselines = evaluate()
     gens = [torch.Generator().manual_seed(cfg.seed) for cfg in cfgs]
     sets = [training_sets(s, e) for s, e in zip(members, exps)]
