@@ -2,16 +2,16 @@
 
 For retain's MLP (:attr:`StackedModel.layers`: Linear, ReLU, ..., Linear) and a loss whose gradient
 at the outputs is known in closed form (mean cross-entropy: ``(softmax(z) - onehot(y)) / rows``;
-mean squared error: ``2 (z - t) / elements``), the backward pass is short: per layer, from the
-last, the gradient at its input ``G @ W`` (before ``W`` moves) masked by the ReLU below, the weight
-gradient ``G^T @ A`` and the bias gradient ``G.sum(rows)``, each applied as ``torch.optim.SGD``
-applies it (``p.add_(grad, alpha=-lr)``). The same products autograd runs for
-:class:`~retain.ensemble.stacked._StackedLinear`, without building a graph or gradient buffers:
-on 2 tasks of P-MNIST at N = 5 (2 threads, median of interleaved repeats, commit 6667970) naive
-trained in 2.76 s against 3.38 s with autograd, DER++ in 9.58 s against 10.32 s. The output
-gradient is handed to ``log_softmax``'s own backward kernel in the form autograd hands it, and the
-MSE's in autograd's order, so the step is autograd's plus SGD's to the bit (tested step by step
-in ``tests/test_batched_seeds.py``).
+mean squared error: ``2 (z - t) / elements``), the backward pass is short: per layer, from the last,
+the gradient at its input ``W^T @ G`` (before ``W`` moves) masked by the ReLU below, the weight
+gradient ``G @ A^T`` and the bias gradient ``G`` summed over rows (activations transposed, a column
+per row), each applied as ``torch.optim.SGD`` applies it (``p.add_(grad, alpha=-lr)``). The same
+products autograd runs for :class:`~retain.ensemble.stacked._StackedLinear`, without building a
+graph or gradient buffers: on 2 tasks of P-MNIST at N = 5 (2 threads, median of interleaved repeats,
+commit 6667970) naive trained in 2.76 s against 3.38 s with autograd, DER++ in 9.58 s against 10.32
+s. The output gradient is handed to ``log_softmax``'s own backward kernel in the form autograd hands
+it, and the MSE's in autograd's order, so the step is autograd's plus SGD's to the bit (tested step
+by step in ``tests/test_batched_seeds.py``).
 
 Used only with plain SGD (no momentum, decay or hooks: :func:`plain_sgd_lr`); anything else takes
 the autograd path.
@@ -50,16 +50,17 @@ def chain(model: StackedModel) -> bool:
 
 @torch.no_grad()
 def forward(model: StackedModel, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """The outputs ``[N, rows, outputs]`` and each Linear's input (kept for the backward pass)."""
-    h = x.reshape(x.shape[0], x.shape[1], -1)
+    """The outputs ``[N, rows, outputs]`` and each Linear's input, transposed ``[N, in, rows]`` (kept
+    for the backward pass), computed as :class:`~retain.ensemble.stacked.StackedModel` computes them."""
+    h = x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)
     inputs = []
     for kind, name in model.layers:
         if kind == "relu":
             h = torch.relu(h)
             continue
         inputs.append(h)
-        h = torch.baddbmm(model.params[f"{name}.bias"].unsqueeze(1), h, model.params[f"{name}.weight"].transpose(1, 2))
-    return h, inputs
+        h = torch.baddbmm(model.params[f"{name}.bias"].unsqueeze(2), model.params[f"{name}.weight"], h)
+    return h.transpose(1, 2).contiguous(), inputs
 
 
 @torch.no_grad()
@@ -97,10 +98,11 @@ def backward_sgd(model: StackedModel, inputs: list[Tensor], grad: Tensor, lr: fl
     ``active`` ``[N]`` (1.0 / 0.0): members with 0 get no gradient (retired: they never move)."""
     if active is not None:
         grad = grad * active.view(-1, 1, 1)
+    g = grad.transpose(1, 2)  # [N, outputs, rows], the layout the autograd backward receives
     linears = [name for kind, name in model.layers if kind == "linear"]
     for k in range(len(linears) - 1, -1, -1):
         weight, bias, a = model.params[f"{linears[k]}.weight"], model.params[f"{linears[k]}.bias"], inputs[k]
-        below = torch.bmm(grad, weight).mul_(a > 0) if k > 0 else None  # before the weight moves
-        weight.add_(torch.bmm(grad.transpose(1, 2), a), alpha=-lr)
-        bias.add_(grad.sum(1), alpha=-lr)
-        grad = below
+        below = torch.bmm(weight.transpose(1, 2), g).mul_(a > 0) if k > 0 else None  # before the weight moves
+        weight.add_(torch.bmm(g, a.transpose(1, 2)), alpha=-lr)
+        bias.add_(g.sum(2), alpha=-lr)
+        g = below

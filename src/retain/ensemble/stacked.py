@@ -26,21 +26,24 @@ def batch_statistics(model: nn.Module) -> list[str]:
 
 
 class _StackedLinear(torch.autograd.Function):
-    """Per member ``x_i @ W_i.T + b_i`` for ``x`` ``[N, B, in]``, ``W`` ``[N, out, in]``, ``b``
-    ``[N, out]``, with the gradients nn.Linear's backward computes (``G_i.T @ x_i``, ``G_i @ W_i``,
-    ``G_i.sum(0)``), each made directly in its tensor's layout."""
+    """Per member ``W_i @ h_i + b_i`` on activations kept transposed (``h`` ``[N, in, B]``: a
+    column per row of the batch), ``W`` ``[N, out, in]``, ``b`` ``[N, out]``, with the gradients
+    nn.Linear's backward computes (``W_i.T @ G_i``, ``G_i @ h_i.T``, ``G_i`` summed over the
+    batch), each made directly in its tensor's layout. In this layout every product reads the
+    weight as stored (at N = 5 the first layer's forward measured up to 1.4x faster than
+    ``x @ W.T`` on rows, 2 threads)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(h, weight)
+        return torch.baddbmm(bias.unsqueeze(2), weight, h)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
-        return (torch.bmm(grad, weight) if need_x else None, torch.bmm(grad.transpose(1, 2), x) if need_w else None,
-                grad.sum(1) if need_b else None)
+        h, weight = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad
+        return (torch.bmm(weight.transpose(1, 2), grad) if need_h else None,
+                torch.bmm(grad, h.transpose(1, 2)) if need_w else None, grad.sum(2) if need_b else None)
 
 
 def _linear_chain(model: nn.Module) -> list[tuple[str, str]] | None:
@@ -98,14 +101,14 @@ class StackedModel:
         if self.layers is None:
             return self._forward(params, x)
         # A chain of Linear and ReLU (retain's MLP): the same function as the vmapped forward, written as
-        # batched matrix products with a backward that makes each weight gradient in the weight's own
-        # layout (vmap's, and bmm's own, copy a transposed gradient at every step: measured 25-38% of a
-        # step at N = 5 on the CPU).
-        h = x.reshape(x.shape[0], x.shape[1], -1)
+        # batched matrix products on transposed activations with a backward that makes each weight gradient
+        # in the weight's own layout (vmap's, and bmm's own, copy a transposed gradient at every step:
+        # measured 25-38% of a step at N = 5 on the CPU). The outputs come back as rows [N, batch, outputs].
+        h = x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)
         for kind, name in self.layers:
             h = torch.relu(h) if kind == "relu" else _StackedLinear.apply(h, params[f"{name}.weight"],
                                                                            params[f"{name}.bias"])
-        return h
+        return h.transpose(1, 2).contiguous()
 
     def parameters(self) -> list[Tensor]:
         return [self.params[n] for n in self.names]
