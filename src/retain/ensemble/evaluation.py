@@ -7,12 +7,12 @@ permutation of the inputs is a permutation of the first layer's columns (``x[:, 
 x @ W[:, argsort(p)].T``), so the stored images are never permuted; and since a stored zero
 converts to 0.0, each image's first-layer sums need only its nonzero pixels (a fifth of MNIST's
 784). Each image is kept as the list of its nonzero pixels with their float values (a "bag"), and
-the first layer of every member is one ``embedding_bag`` per task over a table of that member's
-first-layer columns in stored-pixel order: a weighted sum of ~150 table rows per image instead of
-a product over 784 columns (measured 2x faster than the dense product per task, 2 threads; the
-whole evaluation round at N = 5 about half the time). The sums are the same terms (the zeros
-dropped add exactly 0.0), taken in another order. A conversion that subtracts a mean (a stored
-zero is not 0.0) takes the dense product instead.
+the first layer of a member is one ``embedding_bag`` per task over a table of that member's
+first-layer columns in stored-pixel order: a weighted sum of ~150 table rows per image instead of a
+product over 784 columns. One round at N = 5 (20 tasks, MNIST's 10,000 test images, 2 threads)
+took 0.64 s against 1.36 s with the dense product (commit 877b3aa, an ad-hoc script timing both
+on one model). The sums are the same terms (the zeros dropped add exactly 0.0), taken in another
+order. A conversion that subtracts a mean (a stored zero is not 0.0) takes the dense product.
 """
 
 from __future__ import annotations
