@@ -339,11 +339,10 @@ def test_permuted_evaluation_counts_every_test_sample_across_batches(scenario, b
 
     model, exps, kwargs = _permuted_members(scenario)
     assert len(exps[0][0].test_y) % 7 != 0
-    whole, short = (PermutedTests.of(model, exps, **kwargs) for _ in range(2))
+    whole, short = (PermutedTests.of(model, exps, chunk=chunk, **kwargs) for chunk in (10_000, 7))
     assert whole is not None and whole.bags is not None
     if not bagged:
         whole.bags = short.bags = None
-    whole.chunk, short.chunk = 10_000, 7
     assert short(model) == whole(model)
 
 

@@ -27,15 +27,26 @@ from retain.ensemble.stacked import StackedModel
 from retain.training.evaluation import _class_mask
 
 
-@torch.inference_mode()
-def evaluate_members(model, tested: list[list[Experience]], *, task_il: bool, num_classes: int,
-                     batch_size: int = 2048) -> list[list[float]]:
+def evaluate_members(model, tested: list[list[Experience]], *, task_il: bool, num_classes: int) -> list[list[float]]:
     """One row of each member's accuracy matrix: member i's model on member i's test set of every
     task (``tested[i]``), all members in one forward pass per test batch. For repeated rounds on
-    the same test sets, :func:`member_evaluator` prepares the permuted path once."""
+    the same test sets, :func:`member_evaluator` prepares them once."""
+    return member_evaluator(model, tested, task_il=task_il, num_classes=num_classes)(model)
+
+
+def member_evaluator(model, tested: list[list[Experience]], *, task_il: bool, num_classes: int):
+    """A function of the model giving :func:`evaluate_members`' rows, with what does not change
+    between rounds (the permuted path's bags, labels and masks) prepared once."""
     prepared = PermutedTests.of(model, tested, task_il=task_il, num_classes=num_classes)
     if prepared is not None:
-        return prepared(model)
+        return prepared
+    return lambda m: _evaluate_batches(m, tested, task_il=task_il, num_classes=num_classes)
+
+
+@torch.inference_mode()
+def _evaluate_batches(model, tested: list[list[Experience]], *, task_il: bool, num_classes: int,
+                      batch_size: int = 2048) -> list[list[float]]:
+    """The generic path: each task's test batches of all members stacked, one forward pass each."""
     n_members, n_tasks = len(tested), len(tested[0])
     device = model.parameters()[0].device
     counts, sizes = [], []
@@ -55,38 +66,38 @@ def evaluate_members(model, tested: list[list[Experience]], *, task_il: bool, nu
     return [[counts[t][m] / sizes[t] for t in range(n_tasks)] for m in range(n_members)]
 
 
-def member_evaluator(model, tested: list[list[Experience]], *, task_il: bool, num_classes: int):
-    """A function of the model giving :func:`evaluate_members`' rows, with what does not change
-    between rounds (the permuted path's bags, labels and masks) prepared once."""
-    prepared = PermutedTests.of(model, tested, task_il=task_il, num_classes=num_classes)
-    if prepared is not None:
-        return prepared
-    return lambda m: evaluate_members(m, tested, task_il=task_il, num_classes=num_classes)
-
-
 class PermutedTests:
     """One stored test set read by every member through its own permutation for each task,
     prepared for repeated evaluation of a stacked MLP (see the module's docstring).
 
-    ``perms`` ``[tasks, N, pixels]``; ``labels`` ``[tasks, N, samples]``; ``masks`` (task-IL)
-    ``[tasks, N, 1, classes]``; ``bags``: (pixel, value, start) of the stored images' nonzero
-    pixels, or None when a stored zero does not convert to 0.0 (the dense product is used)."""
+    ``inverse`` ``[tasks, N, pixels]``: each permutation's inverse (stored pixel -> input column);
+    ``labels`` ``[tasks, N, samples]``; ``masks`` (task-IL) ``[tasks, N, classes]``; ``bags``:
+    (pixel, value, start) of the stored images' nonzero pixels, or None when a stored zero does not
+    convert to 0.0 (the dense product is used); ``chunks``: the test samples ``chunk`` at a time,
+    with their bags' pixels, values and offsets."""
 
     def __init__(self, tested: list[list[Experience]], perms: Tensor, device: torch.device, *, task_il: bool,
                  num_classes: int, chunk: int = 1024):
-        self.perms, self.chunk = perms, chunk
         n_tasks = perms.shape[0]
+        self.inverse = perms.to(device).argsort(2)
         exps = [[member[t] for member in tested] for t in range(n_tasks)]
         storage, self.to_float = tested[0][0].test_x, tested[0][0].transform.to_float
         self.flat = storage.reshape(storage.shape[0], -1)  # stays where it is; moved a batch at a time
         self.labels = torch.stack([torch.stack([e.test_y for e in row]) for row in exps]).to(device)
         self.masks = (torch.stack([torch.stack([_class_mask(e.classes, num_classes) for e in row]) for row in exps])
-                      .unsqueeze(2).to(device) if task_il else None)
+                      .to(device) if task_il else None)
         self.bags = _bags(self.flat, self.to_float, device)
-        self.bounds = self.bags[2].tolist() if self.bags is not None else None  # read once, used every round
+        n = self.labels.shape[2]
+        self.chunks = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+        if self.bags is not None:
+            cols, vals, starts = self.bags
+            bounds = starts.tolist()
+            self.chunks = [(i, j, cols[bounds[i]: bounds[j]], vals[bounds[i]: bounds[j]], starts[i:j] - bounds[i])
+                           for i, j in self.chunks]
 
     @classmethod
-    def of(cls, model, tested: list[list[Experience]], *, task_il: bool, num_classes: int) -> PermutedTests | None:
+    def of(cls, model, tested: list[list[Experience]], *, task_il: bool, num_classes: int,
+           chunk: int = 1024) -> PermutedTests | None:
         """The prepared test sets when ``model`` is a stacked MLP and ``tested`` permuted views of
         one stored test set; else None (the generic path)."""
         if not isinstance(model, StackedModel) or not model.layers:
@@ -94,77 +105,57 @@ class PermutedTests:
         perms = shared_permutations(tested)
         if perms is None:
             return None
-        return cls(tested, perms, model.device, task_il=task_il, num_classes=num_classes)
+        return cls(tested, perms, model.device, task_il=task_il, num_classes=num_classes, chunk=chunk)
 
     @torch.inference_mode()
     def __call__(self, model: StackedModel) -> list[list[float]]:
         (_, first), rest = model.layers[0], model.layers[1:]
         weight, bias = model.params[f"{first}.weight"], model.params[f"{first}.bias"]
-        later = [(kind, model.params.get(f"{name}.weight"), model.params.get(f"{name}.bias")) for kind, name in rest]
-        run = self._bagged if self.bags is not None else self._dense
-        correct = run(weight, bias, later)
+        n_tasks, n_members, _ = self.inverse.shape
+        correct = torch.zeros(n_tasks, n_members, dtype=torch.int64, device=weight.device)
+        later = [[(kind, None, None) if kind == "relu" else  # each member's later layers: (kind, W.T, b)
+                  (kind, model.params[f"{name}.weight"][m].T, model.params[f"{name}.bias"][m]) for kind, name in rest]
+                 for m in range(n_members)]
+        first_layers = self._bagged if self.bags is not None else self._dense
+        for t, m, rows, h in first_layers(weight, bias):  # h: member m's first-layer outputs on the rows
+            for kind, w, b in later[m]:
+                h = torch.relu_(h) if kind == "relu" else torch.addmm(b, h, w)
+            if self.masks is not None:
+                h = h + self.masks[t, m]
+            correct[t, m] += (h.argmax(1) == self.labels[t, m, rows]).sum()
         n, counts = self.labels.shape[2], correct.tolist()  # read from the device once
-        n_tasks, n_members = correct.shape
         return [[counts[t][m] / max(n, 1) for t in range(n_tasks)] for m in range(n_members)]
 
-    def _finish(self, h: Tensor, later, t: int, rows: slice) -> Tensor:
-        """Members' correct counts ``[N]`` from first-layer outputs ``h`` ``[N, samples, hidden]``
-        (bias added) of task ``t`` on the test samples ``rows``."""
-        for kind, w, b in later:
-            h = torch.relu_(h) if kind == "relu" else torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-        if self.masks is not None:
-            h = h + self.masks[t]
-        return (h.argmax(2) == self.labels[t, :, rows]).sum(1)
-
-    def _bagged(self, weight: Tensor, bias: Tensor, later) -> Tensor:
-        """The first layer as ``embedding_bag``, one member and task at a time: row p of the table
-        is the member's first-layer column for stored pixel p (``W_m[:, argsort(perm_tm)[p]]``,
-        ~300 KiB: it stays in cache while the bags are summed), and each image's bag sums the rows
-        of its nonzero pixels weighted by their values; the later layers follow on the same rows.
-        Nothing is replicated per member (one call per member measured as fast as one stacked call
-        over replicated bags at N = 5, faster at N = 10, with ~100 MiB less memory)."""
-        n_tasks, n_members, _ = self.perms.shape
-        device = weight.device
-        cols, vals, starts = self.bags
-        inverse = self.perms.to(device).argsort(2)
+    def _bagged(self, weight: Tensor, bias: Tensor):
+        """(task, member, rows, first-layer outputs with bias) by ``embedding_bag``, one member and
+        task at a time: row p of the table is the member's first-layer column for stored pixel p
+        (``W_m[:, argsort(perm_tm)[p]]``, ~300 KiB: it stays in cache while the bags are summed),
+        and each image's bag sums the rows of its nonzero pixels weighted by their values. Nothing
+        is replicated per member (one call per member measured as fast as one stacked call over
+        replicated bags at N = 5, faster at N = 10, with ~100 MiB less memory)."""
+        n_tasks, n_members, _ = self.inverse.shape
         columns = weight.transpose(1, 2)  # [N, pixels, hidden]: row q of member m is its column q
-        correct = torch.zeros(n_tasks, n_members, dtype=torch.int64, device=device)
-        n, bounds = self.labels.shape[2], self.bounds
-        chunks = [(i, min(i + self.chunk, n)) for i in range(0, n, self.chunk)]
         for t in range(n_tasks):
             for m in range(n_members):
-                table = columns[m].index_select(0, inverse[t, m])
-                steps = [(kind, w[m].T if w is not None else None, b[m] if b is not None else None)
-                         for kind, w, b in later]
-                mask = self.masks[t, m, 0] if self.masks is not None else None
-                for i, j in chunks:
-                    a, b = bounds[i], bounds[j]
-                    h = F.embedding_bag(cols[a:b], table, starts[i:j] - a, mode="sum", per_sample_weights=vals[a:b])
-                    h.add_(bias[m])
-                    for kind, w, b_ in steps:
-                        h = torch.relu_(h) if kind == "relu" else torch.addmm(b_, h, w)
-                    if mask is not None:
-                        h = h + mask
-                    correct[t, m] += (h.argmax(1) == self.labels[t, m, i:j]).sum()
-        return correct
+                table = columns[m].index_select(0, self.inverse[t, m])
+                for i, j, cols, vals, offsets in self.chunks:
+                    h = F.embedding_bag(cols, table, offsets, mode="sum", per_sample_weights=vals)
+                    yield t, m, slice(i, j), h.add_(bias[m])
 
-    def _dense(self, weight: Tensor, bias: Tensor, later) -> Tensor:
-        """The first layer as one product per task and test batch of the converted stored images
-        with every member's first-layer columns in stored-pixel order."""
-        n_tasks, n_members, pixels = self.perms.shape
+    def _dense(self, weight: Tensor, bias: Tensor):
+        """The same as :meth:`_bagged` by one product per task and test batch of the converted
+        stored images with every member's first-layer columns in stored-pixel order."""
+        n_tasks, n_members, pixels = self.inverse.shape
         hidden, device = weight.shape[1], weight.device
-        inverse = self.perms.to(device).argsort(2)
         first_layers = weight[None].expand(n_tasks, -1, -1, -1).gather(
-            3, inverse[:, :, None, :].expand(n_tasks, n_members, hidden, pixels)).reshape(n_tasks, -1, pixels)
+            3, self.inverse[:, :, None, :].expand(n_tasks, n_members, hidden, pixels)).reshape(n_tasks, -1, pixels)
         first_bias = bias.reshape(1, -1)
-        correct = torch.zeros(n_tasks, n_members, dtype=torch.int64, device=device)
-        n = self.labels.shape[2]
-        for i in range(0, n, self.chunk):
-            x = self.to_float(self.flat[i: i + self.chunk].to(device))
+        for i, j, *_ in self.chunks:
+            x = self.to_float(self.flat[i:j].to(device))
             for t in range(n_tasks):
-                h = torch.addmm(first_bias, x, first_layers[t].T).view(-1, n_members, hidden).transpose(0, 1)
-                correct[t] += self._finish(h, later, t, slice(i, i + self.chunk))
-        return correct
+                h = torch.addmm(first_bias, x, first_layers[t].T)  # [rows, N * hidden]
+                for m in range(n_members):
+                    yield t, m, slice(i, j), h[:, m * hidden: (m + 1) * hidden]
 
 
 def _bags(flat: Tensor, to_float, device: torch.device, rows_at_once: int = 1024
