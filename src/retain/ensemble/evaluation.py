@@ -131,8 +131,9 @@ class PermutedTests:
         task at a time: row p of the table is the member's first-layer column for stored pixel p
         (``W_m[:, argsort(perm_tm)[p]]``, ~300 KiB: it stays in cache while the bags are summed),
         and each image's bag sums the rows of its nonzero pixels weighted by their values. Nothing
-        is replicated per member (one call per member measured as fast as one stacked call over
-        replicated bags at N = 5, faster at N = 10, with ~100 MiB less memory)."""
+        is replicated per member (one stacked call over bags replicated per member, 8a8f29f, was as
+        fast at N = 5 and slower at N = 10, and its benchmark peak for naive at N = 5 was 535-554
+        MiB against 478 MiB at 9518e5d)."""
         n_tasks, n_members, _ = self.inverse.shape
         columns = weight.transpose(1, 2)  # [N, pixels, hidden]: row q of member m is its column q
         for t in range(n_tasks):
