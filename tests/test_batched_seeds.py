@@ -437,3 +437,31 @@ def test_hand_written_backward_steps_as_autograd_and_sgd_do(strategy):
             EnsembleStrategy.step(self, loss, extra)
 
     assert OwnStep(auto.members, make_optimizer_factory(RunConfig(strategy=strategy).resolve())).manual_lr() is None
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_balanced_products_give_each_members_own_product(threads):
+    """retain.ensemble.products: with N not a multiple of the threads, the leading members go in
+    one batched product and the rest one by one; every member still gets its own product (the
+    kernels differ, so equal to float tolerance), the bias broadcast as torch.baddbmm broadcasts it,
+    for every N around the thread count (all batched, some alone, none batched)."""
+    from retain.ensemble import products
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert products._split(5, torch.device("cpu")) == 5 - 5 % threads
+        assert products._split(threads, torch.device("cpu")) == threads
+        gen = torch.Generator().manual_seed(0)
+        for n in range(1, 2 * threads + 2):
+            a, b = torch.randn(n, 7, 5, generator=gen), torch.randn(n, 9, 5, generator=gen).transpose(1, 2)
+            c = torch.randn(n, 7, 1, generator=gen)
+            got, added = products.bmm(a, b), products.baddbmm(c, a, b)
+            assert got.shape == added.shape == (n, 7, 9)
+            assert torch.allclose(got, torch.bmm(a, b), atol=1e-5), n
+            assert torch.allclose(added, torch.baddbmm(c, a, b), atol=1e-5), n
+            for i in range(n):  # member i's result is its own product, nobody else's
+                assert torch.allclose(got[i], a[i] @ b[i], atol=1e-5), (n, i)
+                assert torch.allclose(added[i], c[i] + a[i] @ b[i], atol=1e-5), (n, i)
+    finally:
+        torch.set_num_threads(before)

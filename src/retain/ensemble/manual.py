@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.optim import optimizer as _optim_module
 
+from retain.ensemble import products
 from retain.ensemble.stacked import StackedModel
 
 
@@ -59,7 +60,7 @@ def forward(model: StackedModel, x: Tensor) -> tuple[Tensor, list[Tensor]]:
             h = torch.relu(h)
             continue
         inputs.append(h)
-        h = torch.baddbmm(model.params[f"{name}.bias"].unsqueeze(2), model.params[f"{name}.weight"], h)
+        h = products.baddbmm(model.params[f"{name}.bias"].unsqueeze(2), model.params[f"{name}.weight"], h)
     return h.transpose(1, 2).contiguous(), inputs
 
 
@@ -102,7 +103,7 @@ def backward_sgd(model: StackedModel, inputs: list[Tensor], grad: Tensor, lr: fl
     linears = [name for kind, name in model.layers if kind == "linear"]
     for k in range(len(linears) - 1, -1, -1):
         weight, bias, a = model.params[f"{linears[k]}.weight"], model.params[f"{linears[k]}.bias"], inputs[k]
-        below = torch.bmm(weight.transpose(1, 2), g).mul_(a > 0) if k > 0 else None  # before the weight moves
-        weight.add_(torch.bmm(g, a.transpose(1, 2)), alpha=-lr)
+        below = products.bmm(weight.transpose(1, 2), g).mul_(a > 0) if k > 0 else None  # before the weight moves
+        weight.add_(products.bmm(g, a.transpose(1, 2)), alpha=-lr)
         bias.add_(g.sum(2), alpha=-lr)
         g = below

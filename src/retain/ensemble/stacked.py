@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from retain.ensemble import products
+
 
 def batch_statistics(model: nn.Module) -> list[str]:
     """Names of ``model``'s buffers and batch-norm layers: state that vmap over members would
@@ -36,14 +38,14 @@ class _StackedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         ctx.save_for_backward(h, weight)
-        return torch.baddbmm(bias.unsqueeze(2), weight, h)
+        return products.baddbmm(bias.unsqueeze(2), weight, h)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         h, weight = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad
-        return (torch.bmm(weight.transpose(1, 2), grad) if need_h else None,
-                torch.bmm(grad, h.transpose(1, 2)) if need_w else None, grad.sum(2) if need_b else None)
+        return (products.bmm(weight.transpose(1, 2), grad) if need_h else None,
+                products.bmm(grad, h.transpose(1, 2)) if need_w else None, grad.sum(2) if need_b else None)
 
 
 def _linear_chain(model: nn.Module) -> list[tuple[str, str]] | None:
