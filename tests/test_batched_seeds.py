@@ -465,3 +465,23 @@ def test_balanced_products_give_each_members_own_product(threads):
                 assert torch.allclose(added[i], c[i] + a[i] @ b[i], atol=1e-5), (n, i)
     finally:
         torch.set_num_threads(before)
+
+
+def test_shared_rows_list_each_drawn_item_once():
+    """DER++'s two draws as one list of rows (retain.ensemble.replay.shared_rows): the first draw's
+    slots first, in order; every slot of the second draw found at its row; no slot listed twice
+    before the padding; the list as long as the member with the most distinct slots needs."""
+    from retain.ensemble.replay import shared_rows
+
+    gen = torch.Generator().manual_seed(0)
+    for capacity, k in ((500, 128), (20, 20), (40, 16)):
+        first = torch.stack([torch.randperm(capacity, generator=gen)[:k] for _ in range(5)])
+        second = torch.stack([torch.randperm(capacity, generator=gen)[:k] for _ in range(5)])
+        slots, rows = shared_rows(first, second, capacity)
+        assert torch.equal(slots[:, :k], first)
+        assert torch.equal(slots.gather(1, rows), second)
+        distinct = [len(set(f.tolist()) | set(s.tolist())) for f, s in zip(first, second)]
+        assert slots.shape[1] == max(distinct)
+        for m in range(5):
+            assert len(set(slots[m, : distinct[m]].tolist())) == distinct[m]
+    assert shared_rows(first, first, 40)[0].shape[1] == 16  # the same draw twice: nothing added

@@ -37,19 +37,31 @@ def member_mse(outputs: Tensor, targets: Tensor) -> Tensor:
 class ForwardPass:
     """One step's outputs ``[N, rows, outputs]`` and its loss terms, whichever way it steps: with
     autograd (``grad`` None: the terms are graph nodes, :meth:`step` runs the strategy's ``step``),
-    or by the hand-written backward (:mod:`retain.ensemble.manual`: each term writes its weighted
-    gradient into its block of ``grad`` and :meth:`step` applies it). A term's value is unweighted
-    either way; rows a term does not cover get no gradient from it, so every row must be covered once."""
+    or by the hand-written backward (:mod:`retain.ensemble.manual`: each term adds its weighted
+    gradient into ``grad``, zero at first, and :meth:`step` applies it). A term's value is
+    unweighted either way. A term reads a slice of the rows, or (:meth:`cross_entropy`) rows
+    picked per member, ``[N, k]``, so two terms may share a row (DER++'s two draws from one
+    buffer); a row no term reads gets no gradient."""
 
     def __init__(self, impl: EnsembleStrategy, outputs: Tensor, kept: list[Tensor] | None = None,
                  grad: Tensor | None = None, lr: float | None = None):
         self.impl, self.outputs, self.kept, self.grad, self.lr = impl, outputs, kept, grad, lr
 
-    def cross_entropy(self, rows: slice, y: Tensor, weight: float = 1.0) -> Tensor:
-        """Each member's mean cross-entropy of the outputs' ``rows`` against ``y`` -> ``[N]``."""
+    def cross_entropy(self, rows: slice | Tensor, y: Tensor, weight: float = 1.0) -> Tensor:
+        """Each member's mean cross-entropy of the outputs' ``rows`` (a slice, or each member's
+        rows ``[N, k]``) against ``y`` -> ``[N]``."""
+        if isinstance(rows, slice):
+            if self.grad is None:
+                return member_cross_entropy(self.outputs[:, rows], y)
+            return manual.cross_entropy(self.outputs[:, rows], y, weight, self.grad[:, rows])
+        at = rows.unsqueeze(2).expand(-1, -1, self.outputs.shape[2])
+        picked = self.outputs.gather(1, at)
         if self.grad is None:
-            return member_cross_entropy(self.outputs[:, rows], y)
-        return manual.cross_entropy(self.outputs[:, rows], y, weight, self.grad[:, rows])
+            return member_cross_entropy(picked, y)
+        grad = torch.zeros_like(picked)
+        loss = manual.cross_entropy(picked, y, weight, grad)
+        self.grad.scatter_add_(1, at, grad)
+        return loss
 
     def mse(self, rows: slice, targets: Tensor, weight: float = 1.0) -> Tensor:
         """Each member's mean squared error of the outputs' ``rows`` against ``targets`` -> ``[N]``."""
@@ -147,7 +159,7 @@ class EnsembleStrategy:
         if lr is None:
             return ForwardPass(self, self.model(x))
         outputs, kept = manual.forward(self.model, x)
-        return ForwardPass(self, outputs, kept, torch.empty_like(outputs), lr)
+        return ForwardPass(self, outputs, kept, torch.zeros_like(outputs), lr)
 
     @torch.no_grad()
     def retire(self, i: int) -> None:

@@ -45,11 +45,21 @@ class StackedReservoir:
         """``min(k, len)`` distinct items per member, drawn as ``ReservoirBuffer.sample`` draws
         them: (inputs ``[N, k, ...]``, labels ``[N, k]``, stored logits or None, slots ``[N, k]``).
         ``out``: where to write the inputs (a slice of a larger batch, saving a copy)."""
+        idx = self.draw(k)
+        return (*self.take(idx, out), idx)
+
+    def draw(self, k: int) -> Tensor:
+        """The slots ``[N, min(k, len)]`` :meth:`sample` would take: distinct per member, drawn
+        from each member's generator as ``ReservoirBuffer.sample`` draws them."""
         size = len(self)
         if size == 0:
             raise ValueError("cannot sample from an empty buffer")
         idx = torch.stack([torch.randperm(size, generator=b.generator)[: min(k, size)] for b in self.members])
-        idx = idx.to(self.y.device)
+        return idx.to(self.y.device)
+
+    def take(self, idx: Tensor, out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The items in each member's slots ``idx`` ``[N, k]`` (repeats allowed): (inputs, labels,
+        stored logits or None); ``out``: where to write the inputs."""
         flat = (idx + self.rows[:, None] * self.capacity).reshape(-1)  # index_select on rows: one fast gather
         pick = lambda t: t.reshape(-1, *t.shape[2:]).index_select(0, flat).view(*idx.shape, *t.shape[2:])  # noqa: E731
         if out is None:
@@ -58,7 +68,7 @@ class StackedReservoir:
             for i in range(self.size):
                 torch.index_select(self.x[i], 0, idx[i], out=out[i])
             x = out
-        return x, pick(self.y), None if self.logits is None else pick(self.logits), idx
+        return x, pick(self.y), None if self.logits is None else pick(self.logits)
 
     def draw_size(self, k: int) -> int:
         """How many items :meth:`sample` returns per member for a request of ``k``."""

@@ -66,7 +66,7 @@ def forward(model: StackedModel, x: Tensor) -> tuple[Tensor, list[Tensor]]:
 
 @torch.no_grad()
 def cross_entropy(logits: Tensor, y: Tensor, scale: float, grad: Tensor) -> Tensor:
-    """Each member's mean cross-entropy over its rows ``[N]``; writes ``scale`` times its gradient
+    """Each member's mean cross-entropy over its rows ``[N]``; adds ``scale`` times its gradient
     with respect to ``logits`` into ``grad`` (same shape)."""
     log_p = torch.log_softmax(logits, 2)
     target = y.unsqueeze(2)
@@ -76,19 +76,19 @@ def cross_entropy(logits: Tensor, y: Tensor, scale: float, grad: Tensor) -> Tens
     # same backward kernel: the gradient autograd computes, to the bit
     step = torch.full((), scale, dtype=logits.dtype, device=logits.device).div(y.shape[1]).neg()
     upstream = torch.zeros_like(log_p).scatter_(2, target, step.expand(target.shape))
-    grad.copy_(torch.ops.aten._log_softmax_backward_data(upstream, log_p, 2, logits.dtype))
+    grad.add_(torch.ops.aten._log_softmax_backward_data(upstream, log_p, 2, logits.dtype))
     return loss
 
 
 @torch.no_grad()
 def mse(outputs: Tensor, targets: Tensor, scale: float, grad: Tensor) -> Tensor:
-    """Each member's mean squared error over its rows and outputs ``[N]``; writes ``scale`` times its
+    """Each member's mean squared error over its rows and outputs ``[N]``; adds ``scale`` times its
     gradient into ``grad``."""
     diff = outputs - targets
     loss = diff.pow(2).flatten(1).mean(1)
     # autograd's order: scale / elements in float32 (the mean's backward), times 2 * diff (pow's)
     step = torch.full((), scale, dtype=diff.dtype, device=diff.device).div(diff[0].numel())
-    torch.mul(step, diff * 2.0, out=grad)
+    grad.add_(torch.mul(step, diff * 2.0))
     return loss
 
 
