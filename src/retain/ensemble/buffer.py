@@ -11,10 +11,11 @@ numbers on every device) and the storage lives where the first batch offered was
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from retain.memory.reservoir import ReservoirBuffer, last_writer
+from retain.memory.reservoir import ReservoirBuffer
 
 
 class StackedReservoir:
@@ -45,21 +46,21 @@ class StackedReservoir:
         """``min(k, len)`` distinct items per member, drawn as ``ReservoirBuffer.sample`` draws
         them: (inputs ``[N, k, ...]``, labels ``[N, k]``, stored logits or None, slots ``[N, k]``).
         ``out``: where to write the inputs (a slice of a larger batch, saving a copy)."""
-        idx = self.draw(k)
+        idx = self.draw(k).to(self.y.device)
         return (*self.take(idx, out), idx)
 
     def draw(self, k: int) -> Tensor:
-        """The slots ``[N, min(k, len)]`` :meth:`sample` would take: distinct per member, drawn
-        from each member's generator as ``ReservoirBuffer.sample`` draws them."""
+        """The slots ``[N, min(k, len)]`` :meth:`sample` would take, on the host: distinct per
+        member, drawn from each member's generator as ``ReservoirBuffer.sample`` draws them."""
         size = len(self)
         if size == 0:
             raise ValueError("cannot sample from an empty buffer")
-        idx = torch.stack([torch.randperm(size, generator=b.generator)[: min(k, size)] for b in self.members])
-        return idx.to(self.y.device)
+        return torch.stack([torch.randperm(size, generator=b.generator)[: min(k, size)] for b in self.members])
 
     def take(self, idx: Tensor, out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """The items in each member's slots ``idx`` ``[N, k]`` (repeats allowed): (inputs, labels,
         stored logits or None); ``out``: where to write the inputs."""
+        idx = idx.to(self.y.device)
         flat = (idx + self.rows[:, None] * self.capacity).reshape(-1)  # index_select on rows: one fast gather
         pick = lambda t: t.reshape(-1, *t.shape[2:]).index_select(0, flat).view(*idx.shape, *t.shape[2:])  # noqa: E731
         if out is None:
@@ -85,13 +86,18 @@ class StackedReservoir:
                                           device=x.device)
             self.y, self.task, self.rows = self.y.to(x.device), self.task.to(x.device), self.rows.to(x.device)
             self.class_counts = self.class_counts.to(x.device)
-        u = torch.stack([torch.rand(b, generator=m.generator, dtype=torch.float64) for m in self.members])
-        n = torch.arange(self.seen, self.seen + b, dtype=torch.int64)
-        j = torch.floor(u * (n + 1).to(torch.float64)).to(torch.int64)  # reservoir_slots, all members at once
-        slots = torch.where(n < self.capacity, n, j)
-        members = torch.arange(n_members)[:, None] * self.capacity
-        flat = torch.where(slots < self.capacity, slots + members, -1).reshape(-1)
-        written, items = last_writer(flat, n_members * self.capacity)  # per member: the last item on a slot wins
+        # reservoir_slots and last_writer for all members at once, on the host in numpy: a few
+        # hundred numbers a step, where each torch call's fixed cost would dominate
+        u = np.stack([torch.rand(b, generator=m.generator, dtype=torch.float64).numpy() for m in self.members])
+        n = np.arange(self.seen, self.seen + b, dtype=np.int64)
+        j = np.floor(u * (n + 1).astype(np.float64)).astype(np.int64)
+        slots = np.where(n < self.capacity, n, j)
+        flat = np.where(slots < self.capacity, slots + np.arange(n_members)[:, None] * self.capacity, -1).reshape(-1)
+        items = np.flatnonzero(flat >= 0)
+        if len(items) > 1:  # per member: the last item aimed at a slot wins
+            last = len(items) - 1 - np.unique(flat[items][::-1], return_index=True)[1]
+            items = items[last]
+        written, items = torch.from_numpy(flat[items]), torch.from_numpy(items)
         self._count(y, task)
         if len(written) == 0:
             return

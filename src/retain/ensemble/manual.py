@@ -103,7 +103,8 @@ def backward_sgd(model: StackedModel, inputs: list[Tensor], grad: Tensor, lr: fl
     linears = [name for kind, name in model.layers if kind == "linear"]
     for k in range(len(linears) - 1, -1, -1):
         weight, bias, a = model.params[f"{linears[k]}.weight"], model.params[f"{linears[k]}.bias"], inputs[k]
-        below = products.bmm(weight.transpose(1, 2), g).mul_(a > 0) if k > 0 else None  # before the weight moves
+        # before the weight moves; masked as autograd masks a ReLU (one fused kernel)
+        below = torch.ops.aten.threshold_backward(products.bmm(weight.transpose(1, 2), g), a, 0) if k > 0 else None
         weight.add_(products.bmm(g, a.transpose(1, 2)), alpha=-lr)
         bias.add_(g.sum(2), alpha=-lr)
         g = below

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -94,6 +95,7 @@ class EnsembleDER(EnsembleReplay):
             loss = loss + cfg.alpha * distill
             logged["distill"] = distill.detach()
             if beta > 0:
+                ce_rows = ce_rows.to(labels.device)
                 replay_ce = run.cross_entropy(ce_rows + b, labels.gather(1, ce_rows), beta)
                 loss = loss + beta * replay_ce
                 logged["replay_ce"] = replay_ce.detach()
@@ -103,21 +105,23 @@ class EnsembleDER(EnsembleReplay):
 
 
 def shared_rows(first: Tensor, second: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
-    """Two draws of distinct slots per member (``[N, k]`` each) as one list of rows: (slots ``[N,
-    k + e]``: ``first``, then the slots of ``second`` not in ``first`` in their order, then
-    ``first``'s first slot repeated up to the longest member's list; the row of each of
-    ``second``'s slots in that list ``[N, k]``)."""
-    n, k = first.shape
-    at = torch.full((n, capacity), -1, dtype=torch.int64, device=first.device)
-    at.scatter_(1, first, torch.arange(k, device=first.device).expand(n, k))  # slot -> its row in first
-    in_first = at.gather(1, second)
+    """Two draws of distinct slots per member (``[N, k]`` each, on the host) as one list of rows:
+    (slots ``[N, k + e]``: ``first``, then the slots of ``second`` not in ``first`` in their order,
+    then ``first``'s first slot repeated up to the longest member's list; the row of each of
+    ``second``'s slots in that list ``[N, k]``). In numpy: a few hundred numbers a step."""
+    first_np, second_np = first.numpy(), second.numpy()
+    n, k = first_np.shape
+    members = np.arange(n)[:, None]
+    at = np.full((n, capacity), -1, dtype=np.int64)
+    at[members, first_np] = np.arange(k)  # slot -> its row in first
+    in_first = np.take_along_axis(at, second_np, 1)
     new = in_first < 0
-    order = new.cumsum(1) - 1  # where each new slot goes after first's k rows
+    order = k + new.cumsum(1) - 1  # where each new slot goes, after first's k rows
     extra = int(new.sum(1).max())
-    slots = first[:, :1].expand(n, k + extra + 1).clone()
-    slots[:, :k] = first
-    slots.scatter_(1, torch.where(new, k + order, k + extra), second)  # old slots land on the spare last column
-    return slots[:, : k + extra], torch.where(new, k + order, in_first)
+    slots = np.repeat(first_np[:, :1], k + extra + 1, 1)
+    slots[:, :k] = first_np
+    slots[members, np.where(new, order, k + extra)] = second_np  # slots already listed land on the spare column
+    return torch.from_numpy(slots[:, : k + extra]), torch.from_numpy(np.where(new, order, in_first))
 
 
 class EnsembleDERpp(EnsembleDER):
