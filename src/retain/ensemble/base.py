@@ -115,6 +115,10 @@ class EnsembleStrategy:
         for member, exp in zip(self.members, experiences):
             member.begin_task(exp)
 
+    def begin_epoch(self, sizes: list[int]) -> None:
+        """Called before each pass over a task's data with the coming steps' batch sizes (replay
+        makes the epoch's buffer draws here)."""
+
     def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         """One optimiser step for every member on its batch (``x`` ``[N, B, ...]``, ``y``
         ``[N, B]``); returns per-member values ``[N]`` to log, at least ``loss``."""

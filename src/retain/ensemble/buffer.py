@@ -11,6 +11,10 @@ numbers on every device) and the storage lives where the first batch offered was
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -37,7 +41,9 @@ class StackedReservoir:
         self.task = torch.zeros(self.size, self.capacity, dtype=torch.int64)
         self.logits: Tensor | None = None
         self.class_counts = torch.zeros(self.size, 0, dtype=torch.int64)  # per member: labels the stream showed
+        self._uncounted: list[Tensor] = []  # labels offered since class_counts was last brought up to date
         self.task_counts: dict[int, int] = {}  # items per task (the same for every member)
+        self._planned: deque = deque()  # the next steps' random choices, made ahead (see plan)
 
     def __len__(self) -> int:
         return min(self.seen, self.capacity)
@@ -55,6 +61,8 @@ class StackedReservoir:
         size = len(self)
         if size == 0:
             raise ValueError("cannot sample from an empty buffer")
+        if self._planned:
+            raise RuntimeError("this step's draws were planned: read them with next_draws()")
         return torch.stack([torch.randperm(size, generator=b.generator)[: min(k, size)] for b in self.members])
 
     def take(self, idx: Tensor, out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -75,9 +83,65 @@ class StackedReservoir:
         """How many items :meth:`sample` returns per member for a request of ``k``."""
         return min(k, len(self))
 
+    def plan(self, sizes: list[int], draws: int, k: int, combine: Callable[[list[Tensor]], Any] | None = None) -> None:
+        """Make the random choices of the next ``len(sizes)`` steps now. Step ``s`` offers a batch of
+        ``sizes[s]`` items per member and, when the buffer holds items by then, first makes
+        ``draws`` draws of ``min(k, len)`` slots (as :meth:`draw`); each member's generator is
+        consumed exactly as those steps would consume it one at a time, so the numbers are the
+        same. The steps then read their draws with :meth:`next_draws` (what ``combine`` made of
+        them, when given) and :meth:`add` writes where the plan says. The choices depend only on
+        the generators and the fill, never on the data, so they can be made before the loop, where
+        these few hundred small calls a step are not paid between the products of the step."""
+        if self._planned:
+            raise RuntimeError("the previous plan is not used up")
+        per_member = []
+        for buf in self.members:  # each member's calls in its own order: draws, then the offer's uniforms
+            seen, calls = self.seen, []
+            for size in sizes:
+                held = min(seen, self.capacity)
+                picked = [torch.randperm(held, generator=buf.generator)[: min(k, held)]
+                          for _ in range(draws if held else 0)]
+                calls.append((picked, torch.rand(size, generator=buf.generator, dtype=torch.float64).numpy()))
+                seen += size
+            per_member.append(calls)
+        seen = self.seen
+        for s, size in enumerate(sizes):
+            picked = [torch.stack([calls[s][0][d] for calls in per_member]) for d in range(len(per_member[0][s][0]))]
+            entry = None if not picked else combine(picked) if combine is not None else picked
+            written, items = self._slots(np.stack([calls[s][1] for calls in per_member]), seen)
+            self._planned.append((size, entry, written, items))
+            seen += size
+
+    @property
+    def planned(self) -> bool:
+        """Whether the coming steps' choices were made by :meth:`plan`."""
+        return bool(self._planned)
+
+    def next_draws(self) -> Any:
+        """The planned draws of the current step (None when the buffer was empty); the step ends
+        with its :meth:`add`."""
+        return self._planned[0][1]
+
+    def _slots(self, u: np.ndarray, seen: int) -> tuple[Tensor, Tensor]:
+        """Where an offer of ``u.shape[1]`` items per member lands, from one uniform per item
+        ``u`` ``[N, b]`` (``ReservoirBuffer.add``'s rule): (flat slots, flat items), the last item
+        aimed at a slot winning. On the host in numpy: a few hundred numbers, where each torch
+        call's fixed cost would dominate."""
+        n_members, b = u.shape
+        n = np.arange(seen, seen + b, dtype=np.int64)
+        j = np.floor(u * (n + 1).astype(np.float64)).astype(np.int64)
+        slots = np.where(n < self.capacity, n, j)
+        flat = np.where(slots < self.capacity, slots + np.arange(n_members)[:, None] * self.capacity, -1).reshape(-1)
+        items = np.flatnonzero(flat >= 0)
+        if len(items) > 1:  # per member: the last item aimed at a slot wins
+            last = len(items) - 1 - np.unique(flat[items][::-1], return_index=True)[1]
+            items = items[last]
+        return torch.from_numpy(flat[items]), torch.from_numpy(items)
+
     def add(self, x: Tensor, y: Tensor, task: int, logits: Tensor | None = None) -> None:
         """Offer each member its own batch (``x``: ``[N, b, ...]``), with one uniform draw per item
-        from the member's generator, exactly as ``ReservoirBuffer.add``."""
+        from the member's generator, exactly as ``ReservoirBuffer.add`` (drawn here, or earlier by
+        :meth:`plan`)."""
         n_members, b = y.shape
         if self.x is None:
             self.x = torch.zeros((n_members, self.capacity, *x.shape[2:]), dtype=x.dtype, device=x.device)
@@ -86,19 +150,16 @@ class StackedReservoir:
                                           device=x.device)
             self.y, self.task, self.rows = self.y.to(x.device), self.task.to(x.device), self.rows.to(x.device)
             self.class_counts = self.class_counts.to(x.device)
-        # reservoir_slots and last_writer for all members at once, on the host in numpy: a few
-        # hundred numbers a step, where each torch call's fixed cost would dominate
-        u = np.stack([torch.rand(b, generator=m.generator, dtype=torch.float64).numpy() for m in self.members])
-        n = np.arange(self.seen, self.seen + b, dtype=np.int64)
-        j = np.floor(u * (n + 1).astype(np.float64)).astype(np.int64)
-        slots = np.where(n < self.capacity, n, j)
-        flat = np.where(slots < self.capacity, slots + np.arange(n_members)[:, None] * self.capacity, -1).reshape(-1)
-        items = np.flatnonzero(flat >= 0)
-        if len(items) > 1:  # per member: the last item aimed at a slot wins
-            last = len(items) - 1 - np.unique(flat[items][::-1], return_index=True)[1]
-            items = items[last]
-        written, items = torch.from_numpy(flat[items]), torch.from_numpy(items)
-        self._count(y, task)
+        if self._planned:
+            size, _, written, items = self._planned.popleft()
+            if size != b:
+                raise RuntimeError(f"a batch of {b} offered where the plan has {size}")
+        else:
+            u = np.stack([torch.rand(b, generator=m.generator, dtype=torch.float64).numpy() for m in self.members])
+            written, items = self._slots(u, self.seen)
+        self.seen += b
+        self._uncounted.append(y)
+        self.task_counts[task] = self.task_counts.get(task, 0) + b
         if len(written) == 0:
             return
         written, items = written.to(self.y.device), items.to(self.y.device)
@@ -109,18 +170,22 @@ class StackedReservoir:
             self.logits.view(-1, *self.logits.shape[2:])[written] = logits.detach().reshape(
                 -1, *logits.shape[2:])[items].to(self.logits.dtype)
 
-    def _count(self, y: Tensor, task: int) -> None:
-        self.seen += y.shape[1]
+    def _count(self) -> None:
+        """Bring ``class_counts`` up to date with the labels offered since (counted once, not every step)."""
+        if not self._uncounted:
+            return
+        y = torch.cat(self._uncounted, 1)
+        self._uncounted = []
         top = int(y.max()) + 1
         if top > self.class_counts.shape[1]:
             grown = torch.zeros(self.size, top, dtype=torch.int64, device=self.class_counts.device)
             grown[:, : self.class_counts.shape[1]] = self.class_counts
             self.class_counts = grown
         self.class_counts.scatter_add_(1, y, torch.ones_like(y))
-        self.task_counts[task] = self.task_counts.get(task, 0) + y.shape[1]
 
     def sync(self) -> None:
         """Make each member's own buffer object show its slice (for its statistics and probes)."""
+        self._count()
         per_task = torch.zeros(max(self.task_counts, default=-1) + 1, dtype=torch.int64, device=self.y.device)
         for t, count in self.task_counts.items():
             per_task[t] = count

@@ -43,6 +43,13 @@ def _permuted(raw: Tensor, perms: Tensor, to_float) -> Tensor:
         rows.shape)
 
 
+def epoch_sizes(sets: list[Experience], batch_size: int) -> list[int]:
+    """The batch sizes of one pass over ``sets`` (as :func:`member_batches` and
+    :func:`retain.training.loop.iter_batches` cut it: one shuffled order, ``batch_size`` at a time)."""
+    n = sum(e.num_train for e in sets)
+    return [min(batch_size, n - i) for i in range(0, n, batch_size)]
+
+
 def member_batches(train_on: list[list[Experience]], batch_size: int,
                    gens: list[torch.Generator]) -> Iterator[tuple[Tensor, Tensor]]:
     """(inputs ``[N, b, ...]``, labels ``[N, b]``) of every step of one epoch; member i's batches

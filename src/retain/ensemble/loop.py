@@ -18,7 +18,7 @@ import torch
 from retain.benchmarks.base import Benchmark, Experience
 from retain.config.run import RunSpec
 from retain.ensemble.base import EnsembleStrategy
-from retain.ensemble.data import member_batches
+from retain.ensemble.data import epoch_sizes, member_batches
 from retain.ensemble.evaluation import member_evaluator
 from retain.ensemble.support import batched_class
 from retain.errors import DivergedError
@@ -176,6 +176,7 @@ def _train_task(cfg: RunSpec, impl: EnsembleStrategy, train_on: list[list[Experi
         fixes.begin_task(impl, t, current, planned)
     loss_sum, logged = torch.zeros(impl.size, device=device), []
     for epoch in range(cfg.epochs):
+        impl.begin_epoch(epoch_sizes(train_on[0], cfg.batch_size))
         for x, y in member_batches(train_on, cfg.batch_size, gens):
             loss = impl.observe(x, y, current[0].task_id)["loss"]
             loss_sum += loss

@@ -24,11 +24,33 @@ from retain.strategies.er import ER
 
 
 class EnsembleReplay(EnsembleStrategy):
-    """Owns the stacked reservoir built from the members' own buffers."""
+    """Owns the stacked reservoir built from the members' own buffers. Each step draws
+    :attr:`draws_per_step` times from the buffer (when it holds items), then offers its batch; at an
+    epoch's start these choices are made for the whole epoch (:meth:`StackedReservoir.plan`) and
+    :meth:`step_draws` hands each step its own."""
+
+    draws_per_step = 1
 
     def __init__(self, members, make_optimizer):
         super().__init__(members, make_optimizer)
         self.buffer = StackedReservoir([m.buffer for m in members])
+
+    def begin_epoch(self, sizes: list[int]) -> None:
+        self.buffer.plan(sizes, self.draws_per_step, self.config.replay_batch_size, self.combine_draws)
+
+    def combine_draws(self, draws: list[Tensor]) -> Any:
+        """What a step reads of its draws (``[N, k]`` slots each); made when they are drawn."""
+        return draws
+
+    def step_draws(self) -> Any:
+        """This step's draws as :meth:`combine_draws` gives them (planned, or drawn now), or None
+        when the buffer is empty."""
+        if self.buffer.planned:
+            return self.buffer.next_draws()
+        if not len(self.buffer):
+            return None
+        return self.combine_draws([self.buffer.draw(self.config.replay_batch_size)
+                                   for _ in range(self.draws_per_step)])
 
     @classmethod
     def unsupported(cls, config: Any) -> str | None:
@@ -48,11 +70,11 @@ class EnsembleER(EnsembleReplay):
 
     def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         inputs, labels = x, y
-        if len(self.buffer):
-            k = self.buffer.draw_size(self.config.replay_batch_size)
-            inputs = x.new_empty((self.size, y.shape[1] + k, *x.shape[2:]))
+        draws = self.step_draws()
+        if draws is not None:
+            inputs = x.new_empty((self.size, y.shape[1] + draws[0].shape[1], *x.shape[2:]))
             inputs[:, : y.shape[1]] = x
-            _, by, _, _ = self.buffer.sample(self.config.replay_batch_size, out=inputs[:, y.shape[1]:])
+            _, by, _ = self.buffer.take(draws[0], out=inputs[:, y.shape[1]:])
             labels = torch.cat([y, by], 1)
         run = self.forward(inputs)
         loss = run.cross_entropy(slice(None), labels)
@@ -74,17 +96,23 @@ class EnsembleDER(EnsembleReplay):
 
     strategy = DER
 
+    @property
+    def draws_per_step(self) -> int:
+        return 2 if getattr(self.config, "beta", 0.0) > 0 else 1
+
+    def combine_draws(self, draws: list[Tensor]) -> tuple[Tensor, Tensor | None, int]:
+        """(slots of the step's replay rows, the CE draw's rows among them or None, MSE draw size)."""
+        if len(draws) == 1:
+            return draws[0], None, draws[0].shape[1]
+        return *shared_rows(draws[0], draws[1], self.buffer.capacity), draws[0].shape[1]
+
     def observe(self, x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         cfg, b = self.config, y.shape[1]
         beta = getattr(cfg, "beta", 0.0)
         logged, inputs = {}, x
-        if len(self.buffer):  # one batch [current; MSE draw; CE draw's other items], written in place
-            first = self.buffer.draw(cfg.replay_batch_size)
-            k = first.shape[1]
-            slots, ce_rows = first, None
-            if beta > 0:
-                second = self.buffer.draw(cfg.replay_batch_size)
-                slots, ce_rows = shared_rows(first, second, self.buffer.capacity)
+        draws = self.step_draws()
+        if draws is not None:  # one batch [current; MSE draw; CE draw's other items], written in place
+            slots, ce_rows, k = draws
             inputs = x.new_empty((self.size, b + slots.shape[1], *x.shape[2:]))
             inputs[:, :b] = x
             _, labels, logits = self.buffer.take(slots, out=inputs[:, b:])
@@ -94,7 +122,7 @@ class EnsembleDER(EnsembleReplay):
             distill = run.mse(slice(b, b + k), logits[:, :k], cfg.alpha)
             loss = loss + cfg.alpha * distill
             logged["distill"] = distill.detach()
-            if beta > 0:
+            if ce_rows is not None:
                 ce_rows = ce_rows.to(labels.device)
                 replay_ce = run.cross_entropy(ce_rows + b, labels.gather(1, ce_rows), beta)
                 loss = loss + beta * replay_ce
@@ -146,8 +174,9 @@ class EnsembleAGEM(EnsembleReplay):
         loss.sum().backward()
         grad = self._flat([p.grad for p in params])
         logged = {}
-        if len(self.buffer):
-            bx, by, _, _ = self.buffer.sample(self.config.replay_batch_size)
+        draws = self.step_draws()
+        if draws is not None:
+            bx, by, _ = self.buffer.take(draws[0])
             ref_loss = member_cross_entropy(self.model(bx), by)
             ref = self._flat(torch.autograd.grad(ref_loss.sum(), params))
             dot = (grad * ref).sum(1)
