@@ -485,3 +485,43 @@ def test_shared_rows_list_each_drawn_item_once():
         for m in range(5):
             assert len(set(slots[m, : distinct[m]].tolist())) == distinct[m]
     assert shared_rows(first, first, 40)[0].shape[1] == 16  # the same draw twice: nothing added
+
+
+def test_planned_draws_are_the_draws_made_step_by_step():
+    """StackedReservoir.plan makes an epoch's draws and slot choices ahead (two draws a step, as
+    DER++; batches of 7 with a short last one; two epochs, the second starting with a full buffer):
+    the same slots drawn, the same buffer contents and class counts, and each member's generator
+    left where the step-by-step draws leave it. A plan must be used up in order: a draw while one is
+    pending, or an offer of another size than planned, is refused."""
+    from retain.ensemble.buffer import StackedReservoir
+    from retain.memory.reservoir import ReservoirBuffer
+
+    def stacked():
+        return StackedReservoir([ReservoirBuffer(12, seed=s) for s in (3, 4, 5)])
+
+    gen = torch.Generator().manual_seed(0)
+    sizes = [7, 7, 7, 3]
+    epochs = [[(torch.rand(3, n, 2, generator=gen), torch.randint(0, 4, (3, n), generator=gen)) for n in sizes]
+              for _ in range(2)]
+    live, planned = stacked(), stacked()
+    for batches in epochs:
+        planned.plan(sizes, 2, 5)
+        for x, y in batches:
+            drawn = [live.draw(5) for _ in range(2)] if len(live) else None
+            assert (planned.next_draws() is None) == (drawn is None)
+            if drawn is not None:
+                assert all(torch.equal(a, b) for a, b in zip(drawn, planned.next_draws()))
+            live.add(x, y, 0)
+            planned.add(x, y, 0)
+        assert not planned.planned
+    live.sync()
+    planned.sync()
+    assert torch.equal(live.x, planned.x) and torch.equal(live.y, planned.y)
+    assert torch.equal(live.class_counts, planned.class_counts)
+    assert all(torch.equal(a.generator.get_state(), b.generator.get_state())
+               for a, b in zip(live.members, planned.members))
+    planned.plan([7], 1, 5)
+    with pytest.raises(RuntimeError, match="planned"):
+        planned.draw(5)
+    with pytest.raises(RuntimeError, match="batch of 3 offered where the plan has 7"):
+        planned.add(*epochs[0][-1], 0)

@@ -48,16 +48,9 @@ class StackedReservoir:
     def __len__(self) -> int:
         return min(self.seen, self.capacity)
 
-    def sample(self, k: int, out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-        """``min(k, len)`` distinct items per member, drawn as ``ReservoirBuffer.sample`` draws
-        them: (inputs ``[N, k, ...]``, labels ``[N, k]``, stored logits or None, slots ``[N, k]``).
-        ``out``: where to write the inputs (a slice of a larger batch, saving a copy)."""
-        idx = self.draw(k).to(self.y.device)
-        return (*self.take(idx, out), idx)
-
     def draw(self, k: int) -> Tensor:
-        """The slots ``[N, min(k, len)]`` :meth:`sample` would take, on the host: distinct per
-        member, drawn from each member's generator as ``ReservoirBuffer.sample`` draws them."""
+        """Slots ``[N, min(k, len)]`` to :meth:`take`, on the host: distinct per member, drawn from
+        each member's generator as ``ReservoirBuffer.sample`` draws them."""
         size = len(self)
         if size == 0:
             raise ValueError("cannot sample from an empty buffer")
@@ -79,10 +72,6 @@ class StackedReservoir:
             x = out
         return x, pick(self.y), None if self.logits is None else pick(self.logits)
 
-    def draw_size(self, k: int) -> int:
-        """How many items :meth:`sample` returns per member for a request of ``k``."""
-        return min(k, len(self))
-
     def plan(self, sizes: list[int], draws: int, k: int, combine: Callable[[list[Tensor]], Any] | None = None) -> None:
         """Make the random choices of the next ``len(sizes)`` steps now. Step ``s`` offers a batch of
         ``sizes[s]`` items per member and, when the buffer holds items by then, first makes
@@ -91,25 +80,21 @@ class StackedReservoir:
         same. The steps then read their draws with :meth:`next_draws` (what ``combine`` made of
         them, when given) and :meth:`add` writes where the plan says. The choices depend only on
         the generators and the fill, never on the data, so they can be made before the loop, where
-        these few hundred small calls a step are not paid between the products of the step."""
+        these few hundred small calls a step are not paid between the products of the step (where
+        the products' data have just filled the caches): DER++ at N = 5 stepped in 0.944x the time
+        of drawing step by step (ad-hoc in-process interleaved A/B, 10 rounds of 94 steps, commit
+        bf0df85), with identical parameters and buffers."""
         if self._planned:
             raise RuntimeError("the previous plan is not used up")
-        per_member = []
-        for buf in self.members:  # each member's calls in its own order: draws, then the offer's uniforms
-            seen, calls = self.seen, []
-            for size in sizes:
-                held = min(seen, self.capacity)
-                picked = [torch.randperm(held, generator=buf.generator)[: min(k, held)]
-                          for _ in range(draws if held else 0)]
-                calls.append((picked, torch.rand(size, generator=buf.generator, dtype=torch.float64).numpy()))
-                seen += size
-            per_member.append(calls)
         seen = self.seen
-        for s, size in enumerate(sizes):
-            picked = [torch.stack([calls[s][0][d] for calls in per_member]) for d in range(len(per_member[0][s][0]))]
+        for size in sizes:  # each member's generator gets its calls in its steps' order: draws, then the offer
+            held = min(seen, self.capacity)
+            picked = [torch.stack([torch.randperm(held, generator=buf.generator)[: min(k, held)]
+                                   for buf in self.members]) for _ in range(draws if held else 0)]
+            u = np.stack([torch.rand(size, generator=buf.generator, dtype=torch.float64).numpy()
+                          for buf in self.members])
             entry = None if not picked else combine(picked) if combine is not None else picked
-            written, items = self._slots(np.stack([calls[s][1] for calls in per_member]), seen)
-            self._planned.append((size, entry, written, items))
+            self._planned.append((size, entry, *self._slots(u, seen)))
             seen += size
 
     @property
