@@ -56,7 +56,10 @@ def test_vit_attention_equals_torch_multihead_attention():
         ref.out_proj.weight.copy_(attn.proj.weight)
         ref.out_proj.bias.copy_(attn.proj.bias)
     x = torch.randn(2, 5, 12)
-    assert torch.allclose(attn(x), ref(x, x, x, need_weights=False)[0], atol=1e-5)
+    expected = ref(x, x, x, need_weights=False)[0]
+    assert torch.allclose(attn(x), expected, atol=1e-5)
+    attn.batched_products = True  # the explicit products an ensemble maps over members: the same function
+    assert torch.allclose(attn(x), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("name, shape, options, message", [

@@ -85,8 +85,9 @@ def test_member_matches_the_sequential_run_of_its_seed(case):
                                              ("ewc", {"ewc_lambda": 50.0, "fisher_samples": 32}), ("lwf", {})])
 def test_a_vit_member_matches_the_sequential_run_of_its_seed(tmp_path, strategy, params):
     """The generic path (vmap over functional_call) on a transformer: vit-tiny has LayerNorm (each
-    sample's own statistics) and attention. Sound, so run_ensemble trains it, but ``plan`` keeps it
-    one by one (slower as an ensemble on the CPU: support.BACKBONES). Generated images in CIFAR-10's
+    sample's own statistics) and attention, which the ensemble computes as explicit products
+    (the sequential run: torch's fused kernel). Sound, so run_ensemble trains it, but ``plan`` keeps
+    it one by one (no faster as an ensemble on the CPU: support.BACKBONES). Generated images in CIFAR-10's
     own format, not augmented (an augmented benchmark goes one by one)."""
     from vision_fixtures import write_cifar10
 

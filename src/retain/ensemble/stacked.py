@@ -89,6 +89,9 @@ class StackedModel:
         per_member = [dict(m.named_parameters()) for m in models]
         self.params = {n: torch.stack([p[n].detach() for p in per_member]).requires_grad_(True) for n in self.names}
         self.skeleton = copy.deepcopy(models[0]).to("meta")
+        for module in self.skeleton.modules():  # layers with a vmap-friendly form use it (models.vit.Attention)
+            if hasattr(module, "batched_products"):
+                module.batched_products = True
         self.layers = _linear_chain(self.skeleton)
         self._forward = vmap(self._one)
 

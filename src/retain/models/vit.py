@@ -20,6 +20,12 @@ from retain.models.registry import register_backbone
 class Attention(nn.Module):
     """Multi-head self-attention with separate query/key/value projections."""
 
+    #: True: the attention as explicit products, ``softmax(q k^T / sqrt(d)) v``, the function
+    #: ``scaled_dot_product_attention`` computes. An ensemble sets it on the copy it maps over
+    #: members (retain.ensemble.stacked): torch's vmap has no batching rule for the fused CPU kernel
+    #: and would run it member by member, while each explicit product is one batched call.
+    batched_products = False
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -31,7 +37,11 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, t, d = x.shape
         split = lambda z: z.reshape(n, t, self.heads, d // self.heads).transpose(1, 2)
-        out = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)))
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        if self.batched_products:
+            out = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(n, t, d))
 
 
