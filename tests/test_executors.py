@@ -82,17 +82,20 @@ def test_make_executor_choices_and_errors():
         make_executor(address="10.0.0.1:6379")
 
 
+# Enough work after the first records that the kill lands halfway: naive's 4 seeds train as one
+# ensemble and finish together, and at per_class = 128 the whole study finished within 0.3 s of its
+# first record on a fast host (the kill came too late); here joint's runs take ~0.5 s each after it.
 STUDY = """\
 [study]
 name = "killme"
 seeds = 4
 [settings]
 tasks = 2
-epochs = 2
+epochs = 4
 hidden = [32]
 [benchmarks.synthetic]
 [benchmarks.synthetic.options]
-per_class = 128
+per_class = 4096
 [strategies.naive]
 [strategies.joint]
 """
