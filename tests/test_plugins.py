@@ -253,3 +253,41 @@ def test_a_resolved_run_is_frozen_and_complete():
     assert spec.params["lora_rank"] >= 1 and spec.key == RunConfig(strategy="online-lora").key()
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.lr = 1.0
+
+
+def test_reserved_names_and_a_refused_benchmark_leave_the_built_ins_alone(tmp_path):
+    """A plugin may not register a composite's name (er+ewc) or a resolver's (folder:...), and a
+    refused register_benchmark must not have changed the built-in's training defaults."""
+    shadow = tmp_path / "shadow.py"
+    shadow.write_text("from retain.strategies import register_strategy\n"
+                      "from retain.strategies.naive import Naive\n\n"
+                      "register_strategy('er+ewc')(type('Fake', (Naive,), {}))\n")
+    r = retain("run", "--plugin", str(shadow), "--strategy", "er+ewc", "--tasks", "2", "--out", str(tmp_path / "o"),
+               *FAST)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"plugin {shadow}:4: ValueError: strategy name 'er+ewc' is reserved" in r.stderr
+    folder = tmp_path / "folder.py"
+    folder.write_text("from retain.benchmarks import register_benchmark\n\n"
+                      "register_benchmark('folder:/tmp/x')(lambda **kw: None)\n")
+    r = retain("run", "--plugin", str(folder), "--out", str(tmp_path / "o"), *FAST)
+    assert r.returncode == 2 and "benchmark name 'folder:/tmp/x' is reserved" in r.stderr, r.stderr
+
+    from retain.benchmarks import register_benchmark
+    from retain.benchmarks.registry import TRAINING_DEFAULTS
+
+    before = dict(TRAINING_DEFAULTS["permuted-digits"])
+    with pytest.raises(ValueError, match="registered twice"):
+        register_benchmark("permuted-digits", lr=0.5, batch_size=128)(lambda **kw: None)
+    assert TRAINING_DEFAULTS["permuted-digits"] == before
+
+
+@pytest.mark.parametrize("body, code, text", [
+    ("import sys\nsys.exit(0)\n", 2, ":2: called sys.exit(0) while being loaded"),
+    ("raise KeyboardInterrupt\n", 130, "retain: interrupted while loading plugins"),
+])
+def test_a_plugin_that_exits_or_is_interrupted_at_import_gets_one_line(tmp_path, body, code, text):
+    plugin = tmp_path / "p.py"
+    plugin.write_text(body)
+    r = retain("run", "--plugin", str(plugin), "--out", str(tmp_path / "o"), *FAST)
+    assert r.returncode == code and r.stderr.count("\n") == 1 and text in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()

@@ -73,10 +73,15 @@ def _execute(name: str, text: str, path: str) -> types.ModuleType:
     except ConfigError:
         sys.modules.pop(name, None)
         raise
-    except Exception as exc:
+    except KeyboardInterrupt:  # Ctrl-C, or a plugin raising it: the caller says "interrupted"
+        sys.modules.pop(name, None)
+        raise
+    except (Exception, SystemExit) as exc:  # sys.exit() at import must not end retain as if all ran
         sys.modules.pop(name, None)
         line = next((f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == path), None)
-        raise ConfigError(f"plugin {path}{f':{line}' if line else ''}: {type(exc).__name__}: {exc}") from None
+        what = (f"called sys.exit({exc.code!r}) while being loaded; a plugin only defines and registers"
+                if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}")
+        raise ConfigError(f"plugin {path}{f':{line}' if line else ''}: {what}") from None
     return module
 
 
@@ -125,7 +130,7 @@ def load_group(group: str) -> None:
         where = f"package {ep.dist.name if ep.dist else '?'} (entry point {group}:{ep.name})"
         try:
             obj = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any failure of foreign code: say which plugin
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure of foreign code: say which plugin
             kind = group.removeprefix("retain.").removesuffix("s")
             raise ConfigError(f"{kind} plugin {ep.name!r} ({ep.value}) failed to load: "
                               f"{type(exc).__name__}: {exc}") from None

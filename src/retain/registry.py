@@ -28,19 +28,45 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._resolvers: list[Callable[[str], bool]] = []
+        self._reserved: list[tuple[Callable[[str], bool], str]] = []
+        self._resolving: str | None = None  # the name a resolver is registering now
 
-    def add_resolver(self, resolver: Callable[[str], bool]) -> None:
+    def add_resolver(self, resolver: Callable[[str], bool], owns: Callable[[str], bool] | None = None,
+                     what: str = "") -> None:
         """``resolver(name)`` is asked about names not registered (e.g. ``folder:PATH``, ``er+ewc``);
-        it registers the name itself and returns True, or returns False when the name is not its kind."""
+        it registers the name itself and returns True, or returns False when the name is not its kind.
+        ``owns(name)``: the names that only the resolver may register (``what`` says what they are),
+        so a plugin cannot shadow them."""
         self._resolvers.append(resolver)
+        if owns is not None:
+            self._reserved.append((owns, what))
 
     def _resolve(self, name: str) -> bool:
-        return name in self._items or any(r(name) for r in self._resolvers)
+        if name in self._items:
+            return True
+        previous, self._resolving = self._resolving, name
+        try:
+            return any(r(name) for r in self._resolvers)
+        finally:
+            self._resolving = previous
+
+    def check_free(self, name: str) -> None:
+        """Raise ValueError when ``name`` cannot be registered: taken, or of a kind a resolver owns."""
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        if name != self._resolving:
+            for owns, what in self._reserved:
+                if owns(name):
+                    raise ValueError(f"{self.kind} name {name!r} is reserved ({what}); register it under "
+                                     "another name")
 
     def register(self, name: str) -> Callable[[T], T]:
+        """A decorator registering its object as ``name``; a name taken or reserved is refused at
+        once (before anything that depends on the registration is written) and again on use."""
+        self.check_free(name)
+
         def decorator(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self.check_free(name)
             self._items[name] = obj
             return obj
 

@@ -96,4 +96,5 @@ def resolve(name: str) -> bool:
     return True
 
 
-BENCHMARKS.add_resolver(resolve)
+BENCHMARKS.add_resolver(resolve, owns=lambda name: name.startswith(PREFIX),
+                        what=f"{PREFIX}PATH names a folder of images")

@@ -18,6 +18,13 @@ GENERIC_DEFAULTS = {"epochs": 1, "batch_size": 128, "lr": 0.1}
 
 
 def register_benchmark(name: str, **training_defaults):
-    """Register a benchmark factory, optionally with recommended epochs / batch_size / lr."""
-    TRAINING_DEFAULTS[name] = {**GENERIC_DEFAULTS, **training_defaults}
-    return BENCHMARKS.register(name)
+    """Register a benchmark factory, optionally with recommended epochs / batch_size / lr. The
+    defaults are written only once the name is registered: a refused name changes nothing."""
+    register = BENCHMARKS.register(name)  # a taken or reserved name is refused here
+
+    def decorator(factory: BenchmarkFactory) -> BenchmarkFactory:
+        register(factory)
+        TRAINING_DEFAULTS[name] = {**GENERIC_DEFAULTS, **training_defaults}
+        return factory
+
+    return decorator

@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except RetainError as exc:
         print(f"retain: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while plugins load (or a plugin raising it)
+        print("retain: interrupted while loading plugins", file=sys.stderr)
+        return 130
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv  # `retain run --ddp N` starts its ranks with the same arguments

@@ -182,4 +182,5 @@ def resolve(name: str) -> bool:
     return True
 
 
-STRATEGIES.add_resolver(resolve)
+STRATEGIES.add_resolver(resolve, owns=lambda name: SEPARATOR in name,
+                        what=f"a name with {SEPARATOR!r} is a composite of registered strategies")
