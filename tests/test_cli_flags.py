@@ -39,3 +39,24 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_the_python_api_refuses_a_misspelt_hyperparameter():
+    import pytest
+
+    from retain.config.run import RunConfig
+    from retain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"er has no hyperparameter 'bufer_size' \(did you mean 'buffer_size'\?\)"):
+        RunConfig(benchmark="synthetic", strategy="er", params={"bufer_size": 200}).resolve()
+    spec = RunConfig(benchmark="synthetic", strategy="er", params={"buffer_size": 200}).resolve()
+    assert spec.params["buffer_size"] == 200
+
+
+def test_dissimilarity_gives_ewc_online_and_the_others_only_their_own_fields():
+    from retain.cli.dissimilarity import _configs as dissimilarity_configs
+
+    args = build_parser().parse_args(["dissimilarity", "--fractions", "0.5", "--buffer-size", "40"])
+    got = {c.strategy: c for c in dissimilarity_configs(args)}
+    assert got["ewc"].params["online"] is True and got["er"].params["buffer_size"] == 40
+    assert "buffer_size" not in got["naive"].params and "online" not in got["er"].params

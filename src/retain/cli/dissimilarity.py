@@ -32,10 +32,15 @@ def _configs(args: argparse.Namespace):
     if args.tasks < 2 or args.seeds < 1:
         raise ConfigError(f"--tasks must be >= 2 and --seeds >= 1, got {args.tasks} and {args.seeds}")
     strategies = args.strategy or [s for s in ("naive", "ewc", "er") if s in STRATEGIES]
-    given = {n: getattr(args, f"hp_{n}") for n in args.hp_names if getattr(args, f"hp_{n}") is not None}
-    params = {"online": True, **given}  # online EWC unless --online false; other strategies ignore it
+    for s in strategies:
+        STRATEGIES.get(s)  # an unknown name: one line, before anything else
+    from retain.cli.run import _strategy_params
+
+    params = _strategy_params(args, strategies)  # a flag goes to the strategies that have it
+    if "ewc" in params:
+        params["ewc"].setdefault("online", True)  # online EWC unless --online false
     return [RunConfig(benchmark=args.benchmark, strategy=s, tasks=args.tasks, epochs=args.epochs, lr=args.lr,
-                      seed=seed, data_dir=args.data_dir, params=params,
+                      seed=seed, data_dir=args.data_dir, params=params[s],
                       plasticity=args.plasticity_of(args), benchmark_options={"permute_fraction": p}).resolve()
             for p in args.fractions for s in strategies for seed in range(args.seeds)]
 

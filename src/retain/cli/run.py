@@ -101,7 +101,7 @@ def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[st
                               f"({', '.join(strategies)}); it is a hyperparameter of {', '.join(takers)}")
         for s in owners:
             out[s][name] = value
-    for strategy, raw, value in args.hp or ():
+    for strategy, raw, value in getattr(args, "hp", None) or ():
         name = raw.replace("-", "_")
         if strategy not in out:
             raise ConfigError(f"--hp {strategy}.{raw}: {strategy!r} is not among the selected strategies "

@@ -175,6 +175,7 @@ class RunConfig:
         check_amp(d["amp"], d["device"], cls)
         if not isinstance(d["deterministic"], bool):
             raise ConfigError(f"deterministic must be true or false, got {d['deterministic']!r}")
+        _check_param_names(self.strategy, cls, d["params"])
         strategy_config = cls.Config.from_params(self.strategy, d["params"])
         PlasticityConfig.from_dict(d["plasticity"])
         from retain.distributed import check_world
@@ -220,6 +221,18 @@ class RunConfig:
         if d.get("hidden") is not None:
             d["hidden"] = tuple(d["hidden"])
         return cls(**d)
+
+
+def _check_param_names(strategy: str, cls: Any, params: dict[str, Any]) -> None:
+    """A hyperparameter the strategy does not have is refused, as the CLI refuses its flag: a
+    misspelt ``bufer_size`` would otherwise run with the default buffer."""
+    from retain.suggest import did_you_mean
+
+    fields = [f.name for f, _ in cls.Config.fields()]
+    for name in params:
+        if name not in fields:
+            raise ConfigError(f"{strategy} has no hyperparameter {name!r}"
+                              f"{did_you_mean(name, fields, show=repr)}; it has {', '.join(fields) or 'none'}")
 
 
 def _check_numbers(d: dict[str, Any]) -> None:
