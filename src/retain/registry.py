@@ -78,8 +78,11 @@ class Registry(Generic[T]):
                 raise KeyError(name)
             return self._items[name]
         except KeyError:
+            from retain.suggest import did_you_mean
+
             known = ", ".join(sorted(self._items)) or "none"
-            raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            raise ConfigError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; "
+                              f"known: {known}") from None
 
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
