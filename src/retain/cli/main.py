@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from retain.errors import RetainError
@@ -22,8 +23,24 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args=None, namespace=None):
-        self._refuse_repeats(sys.argv[1:] if args is None else list(args))
+        self.given = sys.argv[1:] if args is None else list(args)  # a subcommand's own words, for its --help
+        self._refuse_repeats(self.given)
         return super().parse_known_args(args, namespace)
+
+    def add_subparsers(self, **kwargs):
+        self.commands = super().add_subparsers(**kwargs)
+        return self.commands
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but words no parser took are refused by the subcommand they were given to,
+        so the error points to `retain run --help` (not `retain --help`) and names the closest flag."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self
+            while getattr(parser, "commands", None) is not None and getattr(ns, parser.commands.dest, None):
+                parser = parser.commands.choices[getattr(ns, parser.commands.dest)]
+            parser.error(f"unrecognized arguments: {' '.join(extras)}{_closest_flag(parser, extras)}")
+        return ns
 
     def _refuse_repeats(self, argv: list[str]) -> None:
         """A flag that holds one value, given twice, is an error: argparse would keep the last one
@@ -39,9 +56,28 @@ class Parser(argparse.ArgumentParser):
                            "see docs/studies.md)")
 
     def error(self, message: str):
-        """One line, exit 2, like every other refusal of bad input (the usage is one --help away)."""
+        """One line, exit 2, like every other refusal of bad input (the usage is one --help away);
+        an invalid choice names the closest one."""
+        from retain.suggest import did_you_mean
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            message += did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
         where = self.prog.removeprefix("retain").strip()
         self.exit(2, f"retain: error: {where + ': ' if where else ''}{message} (see `{self.prog} --help`)\n")
+
+
+def _closest_flag(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """`` (did you mean --buffer-size?)`` for the first unknown flag that is close to a known one."""
+    from retain.suggest import did_you_mean
+
+    flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    for word in extras:
+        if word.startswith("--"):
+            hint = did_you_mean(word.split("=", 1)[0], flags)
+            if hint:
+                return hint
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,13 +110,13 @@ def main(argv: list[str] | None = None) -> int:
 
         load_entry_points()
         load_files(_plugin_files(argv))
+        parser = build_parser()  # a plugin's hyperparameter may clash with a flag: one line too
     except RetainError as exc:
         print(f"retain: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C while plugins load (or a plugin raising it)
         print("retain: interrupted while loading plugins", file=sys.stderr)
         return 130
-    parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv  # `retain run --ddp N` starts its ranks with the same arguments
     try:

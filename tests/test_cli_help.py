@@ -1,0 +1,34 @@
+"""What the command line says when a user mistypes or asks for help: the closest name, the
+subcommand's own --help, and only the hyperparameter flags of the strategies asked about."""
+
+from __future__ import annotations
+
+import pytest
+
+from retain.cli.main import main
+
+
+def _error(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    return err
+
+
+def test_a_misspelt_strategy_name_suggests_the_closest(capsys):
+    assert main(["run", "--strategy", "dpp", "--benchmark", "synthetic"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown strategy 'dpp' (did you mean derpp?)" in err
+
+
+def test_an_unknown_flag_points_to_the_subcommands_help_and_the_closest_flag(capsys):
+    err = _error(capsys, "run", "--buffer_size", "200")
+    assert "unrecognized arguments: --buffer_size (did you mean --buffer-size?)" in err
+    assert err.endswith("(see `retain run --help`)")
+
+
+def test_an_invalid_choice_suggests_the_closest(capsys):
+    assert "(did you mean list?)" in _error(capsys, "lst")
+    assert "(did you mean class-il?)" in _error(capsys, "run", "--scenario", "clas-il")
