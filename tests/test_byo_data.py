@@ -364,6 +364,32 @@ def test_folder_bad_data_names_what(tmp_path):
             make_benchmark(f"folder:{root}", tasks=1, seed=0, scenario=None, data_dir=None, **option)
 
 
+def test_folder_with_a_directory_where_the_cache_file_goes_is_one_line(tmp_path):
+    root = _png_folder(tmp_path / "imgs", classes=2, train=2, test=1)
+    name = f"folder:{root}"
+    cache = Path(make_benchmark(name, tasks=1, seed=0, scenario=None, data_dir=None).info["stored"])
+    cache.unlink()
+    cache.mkdir()
+    with pytest.raises(DataError, match=re.escape(f"{cache}: not a file, where the decoded images' cache file goes")):
+        make_benchmark(name, tasks=1, seed=0, scenario=None, data_dir=None)
+    assert not list(cache.parent.glob("*.tmp"))
+
+
+def test_a_huge_first_image_is_refused_before_anything_is_decoded_or_cached(tmp_path):
+    from PIL import Image
+
+    from retain.data.folder import MAX_SIDE
+
+    root = _png_folder(tmp_path / "imgs", classes=2, train=2, test=1)
+    first = root / "train" / "class0" / "0000.png"
+    Image.fromarray(np.zeros((2, MAX_SIDE + 1, 3), np.uint8)).save(first)  # tiny file, one side too long
+    with pytest.raises(ConfigError, match=re.escape(f"{first}: the first image is {MAX_SIDE + 1}x2, more than")):
+        make_benchmark(f"folder:{root}", tasks=1, seed=0, scenario=None, data_dir=None)
+    assert not (root / ".retain-cache").exists()  # nothing written into the data folder
+    bench = make_benchmark(f"folder:{root}", tasks=1, seed=0, scenario=None, data_dir=None, size=8)
+    assert bench.input_shape == (3, 8, 8)  # with a size given it is resized like the rest
+
+
 def test_folder_cache_falls_back_to_the_user_cache(tmp_path, monkeypatch):
     from retain.data import folder
 

@@ -291,3 +291,25 @@ def test_a_plugin_that_exits_or_is_interrupted_at_import_gets_one_line(tmp_path,
     r = retain("run", "--plugin", str(plugin), "--out", str(tmp_path / "o"), *FAST)
     assert r.returncode == code and r.stderr.count("\n") == 1 and text in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_a_plugin_hyperparameter_named_like_a_run_flag_is_one_line(tmp_path):
+    plugin = tmp_path / "seedy.py"
+    plugin.write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+
+        from retain.strategies import StrategyConfig, hp, register_strategy
+        from retain.strategies.naive import Naive
+
+
+        @register_strategy("seedy")
+        class Seedy(Naive):
+            default_study = False
+
+            @dataclass
+            class Config(StrategyConfig):
+                seeds: int = hp(3, help="clashes with retain run --seeds")
+    '''))
+    r = retain("run", "--plugin", str(plugin), "--strategy", "seedy", "--out", str(tmp_path / "o"), *FAST)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"strategy 'seedy' (file {plugin}): its hyperparameter 'seeds' would be the flag --seeds" in r.stderr

@@ -123,3 +123,13 @@ def test_buffer_larger_than_the_data_is_refused_at_its_line(tmp_path):
     path.write_text(BASE + "[strategies.er]\nbuffer_size = 100000\n")
     with pytest.raises(ConfigError, match=r"s.toml:20: strategies.er.buffer_size: er: buffer-size 100000 is larger"):
         load_study(path)
+
+
+@pytest.mark.parametrize("text", ["a = " + "[" * 3000 + "]" * 3000 + "\n",
+                                  "[study]\nseeds = " + "[" * 100 + "]" * 100 + "\n",
+                                  "[settings]\n" + "x = " + "{ a = " * 40 + "1" + " }" * 40 + "\n"])
+def test_deeply_nested_values_are_one_line_not_a_recursion_error(text):
+    from retain.config.study_file import parse_study
+
+    with pytest.raises(ConfigError, match=r"^deep\.toml: values nested (too deeply|more than 32 levels)"):
+        parse_study(text, file="deep.toml")

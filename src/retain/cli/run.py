@@ -47,7 +47,9 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
     """One flag per hyperparameter field of every registered strategy (shared names merge)."""
     from retain.strategies import STRATEGIES
 
-    group = parser.add_argument_group("strategy hyperparameters (each applies to the strategies that have it)")
+    group = parser.add_argument_group("strategy hyperparameters (each applies to the strategies that have it; "
+                                      "`--strategy NAME --help` lists one strategy's)")
+    parser.hp_group = group
     seen: dict[str, list[str]] = {}
     meta: dict[str, tuple[type, str]] = {}
     for name, cls in STRATEGIES.items():
@@ -57,10 +59,62 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> list[str]:
     for field_name, owners in sorted(seen.items()):
         typ, help_text = meta[field_name]
         conv = {bool: _bool, int: int, float: float}.get(typ, str)
-        group.add_argument("--" + field_name.replace("_", "-"), dest=f"hp_{field_name}", type=conv,
+        flag = "--" + field_name.replace("_", "-")
+        if flag in parser._option_string_actions:  # argparse would raise a conflict with a traceback
+            from retain.plugins import origin
+
+            owner = owners[-1]
+            raise ConfigError(f"strategy {owner!r} ({origin(STRATEGIES.get(owner))}): its hyperparameter "
+                              f"{field_name!r} would be the flag {flag}, which `{parser.prog}` has already; "
+                              "rename the field")
+        group.add_argument(flag, dest=f"hp_{field_name}", type=conv,
                            default=None, metavar=typ.__name__.upper() if typ in (int, float, bool) else "VALUE",
                            help=f"{help_text} [{', '.join(owners)}]")
     return sorted(seen)
+
+
+def _named_strategies(words: list[str]) -> list[str]:
+    """The strategies that ``--strategy`` (and ``--plus``) name in a subcommand's words."""
+    names, plus = [], []
+    for i, word in enumerate(words):
+        for flag, into in (("--strategy", names), ("--plus", plus)):
+            if word == flag and i + 1 < len(words):
+                into.append(words[i + 1])
+            elif word.startswith(flag + "="):
+                into.append(word.split("=", 1)[1])
+    return ["+".join([n, *plus]) for n in names]
+
+
+class StrategyHelp(argparse.Action):
+    """``-h/--help`` that lists the hyperparameter flags of the strategies ``--strategy`` names
+    (without one: of ``defaults``, or of every strategy when ``defaults`` is None)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None,
+                 defaults=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.defaults = defaults
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from retain.strategies import STRATEGIES
+
+        named = _named_strategies(getattr(parser, "given", [])) or (self.defaults() if self.defaults else [])
+        if named:
+            try:
+                fields = {f.name for n in named for f, _ in STRATEGIES.get(n).Config.fields()}
+            except ConfigError as exc:
+                parser.error(str(exc))
+            for action in parser.hp_group._group_actions:
+                if action.dest.removeprefix("hp_") not in fields:
+                    action.help = argparse.SUPPRESS
+            parser.hp_group.title = f"hyperparameters of {', '.join(named)} (other strategies: " \
+                                    "`--strategy NAME --help`)"
+        parser.print_help()
+        parser.exit()
+
+
+def add_help(parser: argparse.ArgumentParser, defaults=None) -> None:
+    parser.add_argument("-h", "--help", action=StrategyHelp, defaults=defaults,
+                        help="show this help and exit; with --strategy NAME, only that strategy's hyperparameters")
 
 
 def _hp_option(text: str) -> tuple[str, str, Any]:
@@ -299,7 +353,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    run = sub.add_parser("run", help="run a study (no arguments: the default study on permuted-digits)")
+    run = sub.add_parser("run", help="run a study (no arguments: the default study on permuted-digits)",
+                         add_help=False)
+    add_help(run)
     run.add_argument("--benchmark", help="benchmark name (see `retain list`; default permuted-digits)")
     run.add_argument("--preset", help="a published protocol as defaults (e.g. der-pmnist, der-smnist, der-rmnist): "
                                       "benchmark, training settings and each method's best values for --buffer-size; "

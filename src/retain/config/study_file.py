@@ -78,6 +78,21 @@ def load_study(path: str | Path, *, check_data: bool = True, data_dir: str | Non
     return parse_study(text, file=str(path), check_data=check_data, data_dir=data_dir)
 
 
+#: How deeply a study file's arrays and tables may nest (a real one uses 3 or 4 levels).
+MAX_DEPTH = 32
+
+
+def _depth(value: object) -> int:
+    """How deeply ``value``'s lists and dicts nest, counted without recursing."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH and isinstance(item, (list, dict)):
+            todo.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, data_dir: str | None = None) -> Study:
     """Expand the study in ``text`` (named ``file`` in messages) into validated runs."""
     try:
@@ -85,6 +100,12 @@ def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, da
     except tomllib.TOMLDecodeError as exc:
         at = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         raise ConfigError(f"{file}:{at.group(1) + ':' if at else ''} not valid TOML: {exc}") from None
+    except RecursionError:  # the parser recurses once per level of [[[...]]] or {a = {b = ...}}
+        raise ConfigError(f"{file}: values nested too deeply to read (more than {MAX_DEPTH} levels of arrays "
+                          "or tables); a study file needs a few") from None
+    if _depth(data) > MAX_DEPTH:  # deep values that did parse would recurse in every later check
+        raise ConfigError(f"{file}: values nested more than {MAX_DEPTH} levels deep (arrays or tables); a study "
+                          "file needs a few")
     where = _Where(file, text)
     for key in data:
         if key not in ("study", "settings", "benchmarks", "strategies", "plugins"):

@@ -167,7 +167,12 @@ def image_geometry(img, size: Any, mode: Any, *, where: str = "") -> tuple[tuple
     L for a grayscale first image, RGB otherwise."""
     if not hasattr(img, "convert"):
         raise ConfigError(f"{where}: expected an image, got {type(img).__name__}")
-    return parse_size(size) or tuple(img.size), parse_mode(mode) or ("L" if img.mode in _GRAY else "RGB")
+    given = parse_size(size)
+    if given is None and max(img.size) > MAX_SIDE:  # refused before anything is decoded or cached
+        raise ConfigError(f"{where}: the first image is {img.size[0]}x{img.size[1]}, more than {MAX_SIDE} pixels a "
+                          "side, and every image would be kept at its size; give the size option (e.g. "
+                          "--benchmark-option size=64)")
+    return given or tuple(img.size), parse_mode(mode) or ("L" if img.mode in _GRAY else "RGB")
 
 
 def image_array(img, size: tuple[int, int], mode: str, *, where: str = "") -> np.ndarray:
@@ -232,18 +237,24 @@ def decode(listing: Listing, size: tuple[int, int], mode: str, *, cache: bool = 
                 return arr, str(path)
         except (OSError, ValueError):
             pass  # unreadable: write it again
-    folder.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path}: not a file, where the decoded images' cache file goes; remove it, or give "
+                        "--benchmark-option cache=false")
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         _fill(out, listing, size, mode)
         out.flush()
         del out
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a folder where the file goes, no permission
+        raise DataError(f"{path}: cannot write the decoded images' cache ({exc.strerror or exc}); free the space "
+                        "or remove what is there, or give --benchmark-option cache=false") from None
     finally:
         tmp.unlink(missing_ok=True)
     for stale in folder.glob(f"{prefix}*.npy"):  # the same folder, size and mode before it changed
-        if stale != path:
+        if stale != path and stale.is_file():
             stale.unlink(missing_ok=True)
     return np.load(path, mmap_mode="r", allow_pickle=False), str(path)
 
