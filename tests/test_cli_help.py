@@ -32,3 +32,27 @@ def test_an_unknown_flag_points_to_the_subcommands_help_and_the_closest_flag(cap
 def test_an_invalid_choice_suggests_the_closest(capsys):
     assert "(did you mean list?)" in _error(capsys, "lst")
     assert "(did you mean class-il?)" in _error(capsys, "run", "--scenario", "clas-il")
+
+
+def _help(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_run_help_with_a_strategy_lists_only_its_hyperparameters(capsys):
+    full = _help(capsys, "run", "--help")
+    assert "--beta" in full and "--ewc-lambda" in full
+    derpp = _help(capsys, "run", "--strategy", "derpp", "--help")
+    assert "--beta" in derpp and "--buffer-size" in derpp and "--alpha" in derpp
+    assert "--ewc-lambda" not in derpp and "--lwf-alpha" not in derpp and "--seeds" in derpp
+    assert len(derpp.splitlines()) < len(full.splitlines()) - 40
+    composite = _help(capsys, "run", "--strategy", "er", "--plus", "ewc", "-h")
+    assert "--ewc-lambda" in composite and "--buffer-size" in composite and "--beta" not in composite
+
+
+def test_dissimilarity_help_lists_the_hyperparameters_of_the_strategies_it_runs(capsys):
+    text = _help(capsys, "dissimilarity", "--help")
+    assert "--ewc-lambda" in text and "--buffer-size" in text and "--beta" not in text
+    assert "--beta" in _help(capsys, "dissimilarity", "--strategy", "derpp", "--help")

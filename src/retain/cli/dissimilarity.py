@@ -11,6 +11,9 @@ from pathlib import Path
 
 from retain.errors import ConfigError
 
+#: What the study compares without --strategy.
+DEFAULT_STRATEGIES = ("naive", "ewc", "er")
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -31,7 +34,7 @@ def _configs(args: argparse.Namespace):
                           f"got {args.benchmark!r}")
     if args.tasks < 2 or args.seeds < 1:
         raise ConfigError(f"--tasks must be >= 2 and --seeds >= 1, got {args.tasks} and {args.seeds}")
-    strategies = args.strategy or [s for s in ("naive", "ewc", "er") if s in STRATEGIES]
+    strategies = args.strategy or list(DEFAULT_STRATEGIES)
     for s in strategies:
         STRATEGIES.get(s)  # an unknown name: one line, before anything else
     from retain.cli.run import _strategy_params
@@ -96,7 +99,10 @@ def add_parser(sub) -> None:
     from retain.plasticity.flags import add_plasticity_flags
 
     d = sub.add_parser("dissimilarity", help="a controlled study: forgetting of each strategy vs task "
-                                             "dissimilarity (permuted tasks)")
+                                             "dissimilarity (permuted tasks)", add_help=False)
+    from retain.cli.run import add_help
+
+    add_help(d, defaults=lambda: list(DEFAULT_STRATEGIES))
     d.add_argument("--benchmark", default="permuted-digits", help="permuted-digits or permuted-mnist")
     d.add_argument("--fractions", type=_floats, default=[0.0, 0.25, 0.5, 0.75, 1.0],
                    help="fractions p of pixels each later task permutes (default 0,0.25,0.5,0.75,1)")
