@@ -269,3 +269,57 @@ def test_torchrun_gives_the_same_runs_as_ddp(tmp_path, ddp_study):
     assert rec["run_key"] == twin["run_key"], "torchrun with 2 processes is --ddp 2"
     assert rec["acc_matrix"] == twin["acc_matrix"], "same ranks, same threads: the same numbers"
     assert {rank for _, rank, _, _ in touched} == {"0"}, "only rank 0 touched the output folder"
+
+
+def test_more_ranks_than_cores_is_refused_before_any_rank_starts(tmp_path, capsys, monkeypatch):
+    from retain.execution import executors
+
+    monkeypatch.setattr(executors, "available_cores", lambda: 2)
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
+    argv = ["run", "--strategy", "naive", "--device", "cpu", "--seeds", "1", "--batch-size", "128", "--ddp", "4",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--ddp 4: 4 rank processes on the 2 CPU core(s)" in err and "at most --ddp 2" in err
+    assert len(err.splitlines()) == 1 and not started and not (tmp_path / "out").exists()
+
+
+def test_a_taken_master_port_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = retain_env() | {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+                              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        r = subprocess.run(retain("run", "--benchmark", "synthetic", "--strategy", "naive", "--device", "cpu",
+                                  "--seeds", "1", "--tasks", "2", "--quiet", "--out", str(tmp_path / "out")),
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"cannot join the process group at 127.0.0.1:{port}" in r.stderr and "the port is taken" in r.stderr
+
+
+def test_ranks_die_at_once_with_a_killed_launcher(tmp_path):
+    """The ranks are killed by the kernel when the launcher dies (PR_SET_PDEATHSIG), even while
+    they still import torch, long before they could watch it themselves."""
+    import signal
+    import time
+
+    from processes import session, wait_until
+
+    launcher = subprocess.Popen(retain("run", "--ddp", "2", "--device", "cpu", "--benchmark", "synthetic",
+                                       "--strategy", "naive", "--seeds", "1", "--tasks", "2", "--epochs", "2000",
+                                       "--quiet", "--out", str(tmp_path / "out")),
+                                env=retain_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        ranks = lambda: {p for p, cmd in session(launcher.pid).items() if p != launcher.pid}  # noqa: E731
+        assert wait_until(lambda: len(ranks()) >= 2, timeout=120, step=0.02), "the ranks never started"
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        t0 = time.monotonic()
+        assert wait_until(lambda: not session(launcher.pid), timeout=1.5, step=0.02), session(launcher.pid)
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        for pid in session(launcher.pid):
+            os.kill(pid, signal.SIGKILL)

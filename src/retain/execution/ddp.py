@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,13 +60,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_machine(configs: list[RunSpec], world: int) -> None:
+    """Refuse more ranks than this machine has places for: each rank is a whole process with its
+    own copy of the data and the model, so ranks beyond the CPU cores (or the GPUs) only multiply
+    the memory and fight over the same cores. torchrun, which may spread ranks over machines, is
+    not checked."""
+    from retain.execution.executors import available_cores
+
+    if configs and configs[0].device.startswith("cuda"):
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if world > gpus:
+            raise ConfigError(f"--ddp {world}: one GPU a rank, and this machine has {gpus}; at most --ddp {gpus}")
+        return
+    cores = available_cores()
+    if world > cores:
+        raise ConfigError(f"--ddp {world}: {world} rank processes on the {cores} CPU core(s) retain may use here; "
+                          f"each rank holds its own data and model and they would share the cores, so at most "
+                          f"--ddp {cores} (torchrun places ranks on several machines)")
+
+
+def _die_with_launcher() -> None:
+    """In a rank, before it executes anything: the kernel kills it when the launcher dies (Linux
+    PR_SET_PDEATHSIG), even during its imports, long before it could watch the launcher itself."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # not Linux: the rank watches the launcher once it runs (join)
+        pass
+
+
 def launch(argv: list[str], world: int) -> int:
     """Start ``world`` ranks of ``retain <argv>`` on this machine and wait for them; returns the
-    first non-zero exit code (after ending the other ranks, which would wait for it forever), else 0."""
+    first non-zero exit code (after ending the other ranks, which would wait for it forever), else 0.
+    The ranks die with this process, however it ends (see _die_with_launcher)."""
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": str(world),
            "LOCAL_WORLD_SIZE": str(world), PARENT_ENV: str(os.getpid())}
-    procs = [subprocess.Popen([sys.executable, "-m", "retain", *argv],
-                              env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(world)]
+    linux = sys.platform.startswith("linux")
+    procs = [subprocess.Popen([sys.executable, "-m", "retain", *argv], env=env | {"RANK": str(r), "LOCAL_RANK": str(r)},
+                              preexec_fn=_die_with_launcher if linux else None) for r in range(world)]
     try:
         while True:
             codes = [p.poll() for p in procs]
@@ -96,7 +131,16 @@ def join(configs: list[RunSpec], world: int) -> None:
     cuda = configs[0].device.startswith("cuda")
     if cuda:
         torch.cuda.set_device(distributed.local_rank())
-    dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+    try:
+        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+    except (RuntimeError, ValueError) as exc:  # DistNetworkError and DistStoreError are RuntimeErrors
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        taken = "EADDRINUSE" in str(exc) or "address already in use" in str(exc)
+        hint = ("the port is taken: give torchrun another --master-port (or set MASTER_PORT)" if taken
+                else "check MASTER_ADDR and MASTER_PORT and that every rank was started")
+        raise ConfigError(f"ddp: rank {os.environ.get('RANK', '?')} cannot join the process group at {where} "
+                          f"({reason}); {hint}") from None
 
 
 def leave() -> None:
@@ -189,6 +233,7 @@ def run_rank(args: Any, configs: list[RunSpec]) -> int | None:
         return None
     check_execution(args, world)
     if distributed.env_world() is None:
+        check_machine(configs, world)
         return launch(args.argv, world)
     join(configs, world)
     import atexit
