@@ -43,16 +43,31 @@ def _configs(args: argparse.Namespace):
     if "ewc" in params:
         params["ewc"].setdefault("online", True)  # online EWC unless --online false
     return [RunConfig(benchmark=args.benchmark, strategy=s, tasks=args.tasks, epochs=args.epochs, lr=args.lr,
-                      seed=seed, data_dir=args.data_dir, params=params[s],
+                      seed=seed, data_dir=_data_dir(args), params=params[s],
                       plasticity=args.plasticity_of(args), benchmark_options={"permute_fraction": p}).resolve()
             for p in args.fractions for s in strategies for seed in range(args.seeds)]
 
 
-def _table(summary, gate: float):
+def _data_dir(args: argparse.Namespace) -> str | None:
+    """--data-dir, else $RETAIN_DATA. A folder given on the command line to a benchmark that reads
+    no files is refused rather than ignored (permuted-digits is built in)."""
+    if args.data_dir and args.benchmark == "permuted-digits":
+        raise ConfigError(f"--data-dir {args.data_dir}: permuted-digits is built in and reads no data files; "
+                          "for MNIST from that folder add --benchmark permuted-mnist")
+    return args.data_dir or os.environ.get("RETAIN_DATA")
+
+
+def _what(args: argparse.Namespace) -> str:
+    """What the study ran, for the table's and the plot's titles."""
+    return f"{args.benchmark}, {args.tasks} tasks, {args.seeds} seed(s) per point"
+
+
+def _table(summary, gate: float, what: str = ""):
     from rich.table import Table
 
     strategies = sorted({r["strategy"] for r in summary})
-    t = Table(title=f"Forgetting (points) vs task dissimilarity; gate {gate:g} is a heuristic, no primary source",
+    t = Table(title=f"Forgetting (points) vs task dissimilarity{' on ' + what if what else ''}; gate {gate:g} "
+                    "is a heuristic, no primary source",
               title_justify="left")
     for col in ("p", "dissim (proto)", "dissim (OTDD)", *strategies):
         t.add_column(col, justify="right")
@@ -89,8 +104,8 @@ def cmd_dissimilarity(args: argparse.Namespace) -> int:
         console.print("[red]no run finished[/red]")
         return 1
     (out / "dissimilarity.json").write_text(json.dumps(summary, indent=1))
-    png = plot(summary, out / "forgetting_vs_dissimilarity.png", args.gate)
-    Console(width=max(Console().width, 100)).print(_table(summary, args.gate))
+    png = plot(summary, out / "forgetting_vs_dissimilarity.png", args.gate, title=_what(args))
+    Console(width=max(Console().width, 100)).print(_table(summary, args.gate, _what(args)))
     console.print(f"plot: {png}  table: {out / 'dissimilarity.json'}  store: {store.path}")
     return 0 if all(r["status"] == "finished" for r in outcome.records) else 1
 
@@ -114,7 +129,8 @@ def add_parser(sub) -> None:
     d.add_argument("--samples", type=int, default=1000, help="samples per task for the dissimilarity measures")
     d.add_argument("--gate", type=float, default=0.73,
                    help="dissimilarity gate drawn on the plot (a heuristic with no primary source)")
-    d.add_argument("--data-dir", default=os.environ.get("RETAIN_DATA"), help="folder with the data files")
+    d.add_argument("--data-dir", help="folder with the data files of permuted-mnist (default: $RETAIN_DATA); "
+                                      "permuted-digits is built in and refuses one")
     d.add_argument("--out", default="retain-dissimilarity", help="output folder (plot, JSON, store)")
     d.add_argument("--store", help="SQLite store (default: OUT/retain.db)")
     d.add_argument("--workers", type=int, default=1, help="runs in parallel (process pool when > 1)")

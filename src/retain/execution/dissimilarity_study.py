@@ -46,26 +46,29 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def plot(summary: list[dict[str, Any]], path: Path, gate: float) -> Path:
-    """Forgetting against measured dissimilarity (both measures), one line per strategy."""
+def plot(summary: list[dict[str, Any]], path: Path, gate: float, title: str = "") -> Path:
+    """Forgetting against measured dissimilarity (both measures), one line per strategy; ``title``
+    names what ran (the benchmark)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # headless: never open a window
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, key, title in ((axes[0], "dissim_proto", "1 - cos of class prototypes"),
-                           (axes[1], "dissim_otdd", "Gaussian OTDD, scaled to [0, 1]")):
+    for ax, key, measure in ((axes[0], "dissim_proto", "1 - cos of class prototypes"),
+                             (axes[1], "dissim_otdd", "Gaussian OTDD, scaled to [0, 1]")):
         for s in sorted({r["strategy"] for r in summary}):
             pts = sorted((r[key], 100 * r["forgetting"]) for r in summary if r["strategy"] == s)
             ax.plot([a for a, _ in pts], [b for _, b in pts], marker="o", label=s)
         ax.axvline(gate, ls="--", c="grey", lw=1)
         ax.text(gate, ax.get_ylim()[1], f" {gate:g}: heuristic gate\n (no primary source)", va="top", fontsize=8)
-        ax.set_xlabel(f"task dissimilarity ({title})")
+        ax.set_xlabel(f"task dissimilarity ({measure})")
         ax.set_xlim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("forgetting (points)")
     axes[0].legend()
+    if title:
+        fig.suptitle(f"Forgetting vs task dissimilarity: {title}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
