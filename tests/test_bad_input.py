@@ -217,6 +217,8 @@ CASES = [
          r"er: buffer-size 100000 is larger than all the training data of synthetic \(256 samples"),
     Case("nan-lr", "--lr nan", _flags(*SYNTH, "--lr", "nan"), r"lr must be a finite number > 0, got nan"),
     Case("inf-lr", "--lr inf", _flags(*SYNTH, "--lr", "inf"), r"lr must be a finite number > 0, got inf"),
+    Case("huge-lr", "--lr 1e300 (finite, but the first step overflows)", _flags(*SYNTH, "--lr", "1e300"),
+         r"lr must be <= 1000 \(a step that size overflows the weights\), got 1e\+300"),
     Case("study-unknown-key", "study file with a misspelt setting (epoch = 3)",
          _study(_STUDY_OK.replace("[benchmarks.synthetic]\n", "[benchmarks.synthetic]\nepoch = 3\n")),
          r"study\.toml:5: benchmarks\.synthetic\.epoch: unknown setting; expected one of"),

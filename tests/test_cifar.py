@@ -40,6 +40,26 @@ def test_pickle_that_calls_os_system_is_refused_and_never_runs(tmp_path):
         safe_loads(b"cbuiltins\neval\n(S'1+1'\ntR.", "x.pkl")
 
 
+@pytest.mark.parametrize("kind", [b"bytearray", b"bytes"])
+def test_a_tiny_pickle_asking_for_gigabytes_is_refused_before_allocating(tmp_path, kind):
+    import tracemalloc
+
+    # builtins.<kind>(2**31) in 30-odd bytes: GLOBAL, LONG1 2**31, TUPLE1, REDUCE, STOP
+    data = b"\x80\x02cbuiltins\n" + kind + b"\n\x8a\x05\x00\x00\x00\x80\x00\x85R."
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=f"{path}: cannot unpickle.*{kind.decode()}\\(2147483648\\) asks for"):
+            read_batch(path, "labels")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"
+    plain = {"k": bytearray(b"abc"), "e": b""}
+    assert safe_loads(pickle.dumps(plain, protocol=2)) == plain  # contents, not counts, still load
+
+
 def test_python2_layout_reads_with_channel_planes(tmp_path):
     folder = write_cifar10(tmp_path, per_class=2)
     raw = pickle.loads((folder / "data_batch_3").read_bytes(), encoding="latin1")

@@ -20,6 +20,8 @@ OPTIMIZERS = ("sgd", "adam")
 #: Caps on sizes, so a typo (--tasks 1000000000) is refused at once rather than grown into memory.
 MAX_TASKS = 10_000
 MAX_EPOCHS = 10_000
+#: The largest learning rate accepted: far above any that trains, well below one that overflows.
+MAX_LR = 1000.0
 MAX_SEED = 2**32 - 1  # numpy's and Python's generators take seeds below 2**32
 
 
@@ -250,6 +252,8 @@ def _check_numbers(d: dict[str, Any]) -> None:
     lr = d["lr"]
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
         raise ConfigError(f"lr must be a finite number > 0, got {lr!r}")
+    if lr > MAX_LR:  # --lr 1e300 would pass as finite and overflow the first step
+        raise ConfigError(f"lr must be <= {MAX_LR:g} (a step that size overflows the weights), got {lr!r}")
     if not isinstance(d["blur"], (int, float)) or not 0.0 <= d["blur"] < 1.0:
         raise ConfigError(f"blur must be a fraction in [0, 1), got {d['blur']!r}")
     if d["optimizer"] not in OPTIMIZERS:

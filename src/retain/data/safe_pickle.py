@@ -40,10 +40,23 @@ def _allowed() -> dict[tuple[str, str], Any]:
     allowed[("_codecs", "encode")] = _latin1_encode
     for mod in ("builtins", "__builtin__"):
         for name, obj in (("set", set), ("frozenset", frozenset), ("list", list), ("dict", dict),
-                          ("tuple", tuple), ("bytearray", bytearray), ("int", int), ("float", float),
-                          ("complex", complex), ("str", str), ("bytes", bytes), ("bool", bool)):
+                          ("tuple", tuple), ("bytearray", _no_size(bytearray)), ("int", int), ("float", float),
+                          ("complex", complex), ("str", str), ("bytes", _no_size(bytes)), ("bool", bool)):
             allowed[(mod, name)] = obj
     return allowed
+
+
+def _no_size(kind: type):
+    """``kind`` (bytes, bytearray) rebuilt from the data a file holds, never from a count: a
+    61-byte pickle calling ``bytearray(2**31)`` would otherwise fill 2 GB with zeros before any
+    check could look at it. Pickle writers only ever pass the contents."""
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise pickle.UnpicklingError(f"{kind.__name__}({args[0]}) asks for {args[0]} zero bytes, which no "
+                                         "data file holds")
+        return kind(*args)
+
+    return build
 
 
 def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
