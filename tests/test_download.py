@@ -128,6 +128,18 @@ def test_offline_gives_a_clear_message(tmp_path):
         download("svhn", tmp_path / "d", catalog=catalog)
 
 
+def test_every_hint_to_fetch_or_check_names_the_data_directory(tmp_path):
+    catalog, _ = _cifar_catalog(tmp_path)
+    with pytest.raises(DataError, match=rf"`retain data check cifar10 --data-dir {tmp_path / 'd'}`"):
+        download("cifar10", tmp_path / "d", base_url="http://127.0.0.1:9", catalog=catalog, report=lambda s: None)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (mnist,) = check(empty, ["mnist"])
+    assert mnist.status == "missing" and f"retain data download mnist --data-dir {empty}" in mnist.detail
+    with pytest.raises(DataError, match=rf"retain data download cifar10 --data-dir {empty}"):
+        load_cifar10(empty)
+
+
 def test_archive_with_a_path_outside_the_folder_is_refused(tmp_path, server):
     handler, url = server
     buf = io.BytesIO()

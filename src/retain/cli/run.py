@@ -128,12 +128,26 @@ def _hp_option(text: str) -> tuple[str, str, Any]:
     return strategy.replace("_", "-"), name, value
 
 
+def in_default_study(cls: type) -> bool:
+    """Whether a strategy class belongs in the default study. A built-in says so itself (or
+    inherits it); a plugin's class is out unless a class of its own sets ``default_study = True``:
+    the True it inherits from retain's ``Strategy`` was written for the built-ins, not for it."""
+    builtin = cls.__module__.startswith("retain.")
+    for klass in cls.__mro__:
+        if "default_study" in vars(klass):
+            if not builtin and klass.__module__.startswith("retain."):
+                return False
+            return bool(vars(klass)["default_study"])
+    return False
+
+
 def default_strategies() -> list[str]:
     """What `retain run` runs without --strategy: every registered strategy that says it belongs
-    in the default study (not experimental, stable at its defaults on the default benchmark)."""
+    in the default study (not experimental, stable at its defaults on the default benchmark;
+    :func:`in_default_study`)."""
     from retain.strategies import STRATEGIES
 
-    return [n for n, cls in STRATEGIES.items() if cls.default_study and not cls.experimental]
+    return [n for n, cls in STRATEGIES.items() if in_default_study(cls) and not cls.experimental]
 
 
 def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[str, dict[str, Any]]:

@@ -39,16 +39,17 @@ def _check_mnist(root: Path) -> CheckResult:
             read_idx(path, md5=md5)  # content MD5: gzip wrappers differ between mirrors
         except DataError as exc:  # say what is wrong (truncated, not IDX, wrong shape), not only "corrupt"
             bad.append(f"{stem}: {str(exc).removeprefix(str(path) + ': ')}")
-    return _verdict("mnist", len(MNIST_MD5), missing, bad)
+    return _verdict("mnist", len(MNIST_MD5), missing, bad, root)
 
 
-def _verdict(name: str, total: int, missing: list[str], bad: list[str]) -> CheckResult:
+def _verdict(name: str, total: int, missing: list[str], bad: list[str], root: Path) -> CheckResult:
     if bad:
         return CheckResult(name, "corrupt", "; ".join(b if ": " in b else f"{b}: checksum mismatch" for b in bad))
     if len(missing) == total:
-        return CheckResult(name, "missing", f"run `retain data download {name}`")
+        return CheckResult(name, "missing", f"run `retain data download {name} --data-dir {root}`")
     if missing:
-        return CheckResult(name, "incomplete", "missing: " + ", ".join(missing))
+        return CheckResult(name, "incomplete", "missing: " + ", ".join(missing) +
+                           f" (`retain data download {name} --data-dir {root}` fetches them)")
     return CheckResult(name, "ok", f"{total} files, checksums match")
 
 
@@ -71,6 +72,6 @@ def check(data_dir: Path | str, names: list[str] | None = None,
         files = _expected_files(catalog[name])
         missing = [f for f in files if not (root / f).is_file()]
         bad = [f for f in files if f not in missing and md5_of(root / f) != files[f]]
-        out.append(_verdict(name, len(files), missing, bad))
+        out.append(_verdict(name, len(files), missing, bad, root))
     return out
 

@@ -50,7 +50,8 @@ def find_folder(data_dir: Path | str | None, folder: str) -> Path:
     for candidate in (root / folder, root):
         if candidate.name == folder and candidate.is_dir():
             return candidate
-    raise DataError(f"{root}: folder {folder}/ not found (run `retain data download` or unpack the official "
+    raise DataError(f"{root}: folder {folder}/ not found (run `retain data download "
+                    f"{'cifar100' if '100' in folder else 'cifar10'} --data-dir {root}` or unpack the official "
                     "archive there)")
 
 

@@ -46,7 +46,8 @@ def find_core50(data_dir: Path | str | None) -> Path:
     for candidate in (root / "core50", root):
         if (candidate / "core50_imgs.npz").is_file():
             return candidate
-    raise DataError(f"{root}: core50_imgs.npz not found in it or in core50/ (run `retain data download core50`)")
+    raise DataError(f"{root}: core50_imgs.npz not found in it or in core50/ (run `retain data download core50 "
+                    f"--data-dir {root}`)")
 
 
 def _table(root: Path, name: str, verify: bool):

@@ -65,8 +65,9 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
 
 
 def fetch(remote: Remote, folder: Path, *, base_url: str | None = None, timeout: float = 60.0,
-          report: Report = print) -> Path:
-    """Download ``remote`` into ``folder`` (resuming a ``.part``), verify its MD5, rename into place."""
+          report: Report = print, check: str | None = None) -> Path:
+    """Download ``remote`` into ``folder`` (resuming a ``.part``), verify its MD5, rename into place.
+    ``check``: the command that verifies a file fetched by hand (default: the check of ``folder``)."""
     dest = folder / remote.filename
     if dest.is_file() and md5_of(dest) == remote.md5:
         report(f"{dest}: present, checksum ok")
@@ -91,7 +92,7 @@ def fetch(remote: Remote, folder: Path, *, base_url: str | None = None, timeout:
     else:
         raise DataError(f"{remote.filename}: could not download ({'; '.join(errors)}). If this machine is "
                         f"offline, fetch {remote.urls[0]} by hand into {folder} (md5 {remote.md5}) and run "
-                        "`retain data check`")
+                        f"`{check or f'retain data check --data-dir {folder}'}`")
     actual = md5_of(part)
     if actual != remote.md5:
         part.unlink()
@@ -141,7 +142,8 @@ def download(name: str, data_dir: Path | str, *, base_url: str | None = None,
     spec, root = catalog[name], Path(data_dir)
     folder = root / spec.folder if spec.folder else root
     for remote in spec.remotes:
-        path = fetch(remote, folder, base_url=base_url, report=report)
+        path = fetch(remote, folder, base_url=base_url, report=report,
+                     check=f"retain data check {name} --data-dir {root}")
         if remote.archive:
             unpack(path, folder, report)
     return folder

@@ -37,7 +37,8 @@ def find_file(data_dir: Path, stem: str) -> Path:
         for name in (stem + ".gz", stem):
             if (folder / name).is_file():
                 return folder / name
-    raise DataError(f"{data_dir}: MNIST file {stem}(.gz) not found (run `retain data download mnist`)")
+    raise DataError(f"{data_dir}: MNIST file {stem}(.gz) not found (run `retain data download mnist "
+                    f"--data-dir {data_dir}`)")
 
 
 def read_bytes(path: Path) -> bytes:

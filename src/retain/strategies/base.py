@@ -38,7 +38,8 @@ class Strategy:
     experimental: ClassVar[bool] = False
     #: Whether `retain run` without --strategy runs it: only methods that are stable at their
     #: defaults on the default benchmark (tests/test_default_study.py checks 10 seeds) and whose
-    #: premise it meets.
+    #: premise it meets. A plugin's strategy is out unless its own class sets it True
+    #: (`retain.cli.run.in_default_study`).
     default_study: ClassVar[bool] = True
     #: Run settings (optimizer, lr, ...) this method uses unless the user or a preset sets them,
     #: e.g. the optimizer its paper uses.
