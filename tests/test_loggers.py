@@ -343,3 +343,38 @@ def test_the_docs_example_logger_runs(tmp_path, monkeypatch):
     steps = _steps_per_task(RunConfig(benchmark="permuted-digits", strategy="naive", tasks=2, seed=0))
     assert record["status"] == "finished" and len(rows) == sum(steps)
     assert rows[-1].split(",")[:3] == [record["run_key"], "1", str(sum(steps))]
+
+
+def test_an_unreachable_mlflow_server_is_refused_before_the_first_run(tmp_path, monkeypatch):
+    """A tracking URI where nothing listens is one line, exit 2, in seconds and before any run;
+    a server that answers passes the check, and MLflow's request retries are bounded."""
+    import socket
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    with socket.socket() as s:  # a port with nothing listening once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    r = _run_cli("run", "--logger", f"mlflow:http://127.0.0.1:{port}", "--benchmark", "synthetic", "--strategy",
+                 "naive", "--seeds", "1", "--tasks", "2", "--quiet", "--no-report", "--out", str(out))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"--logger mlflow:http://127.0.0.1:{port}: cannot reach the tracking server at 127.0.0.1:{port}" in r.stderr
+    assert time.monotonic() - t0 < 60 and not out.exists()  # refused before a store or a run
+
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+            monkeypatch.setenv(name, "")  # recorded, so the check's defaults are undone after the test
+            monkeypatch.delenv(name)
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        assert parse_logger(f"mlflow:{uri}", tmp_path).arg == uri
+        import os
+
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    finally:
+        server.shutdown()
+        server.server_close()

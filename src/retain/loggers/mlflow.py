@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from retain.errors import ConfigError
 from retain.loggers.base import Logger, RunInfo, register_logger, require
 
 _PARAMS_PER_CALL, _METRICS_PER_CALL = 100, 1000  # MLflow's log_batch limits
@@ -32,6 +33,38 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+#: Seconds to wait for a tracking server before the first run, and per request during runs.
+CONNECT_SECONDS = 5
+#: Retries of a failed request during runs (MLflow's default of 7, with backoff, waits minutes).
+REQUEST_RETRIES = 2
+
+
+def check_reachable(uri: str, flag: str) -> None:
+    """Refuse an http(s) tracking server that does not accept a connection within
+    CONNECT_SECONDS, before any run; and bound MLflow's own timeouts and retries during the runs
+    (environment variables, so pool workers inherit them; a value the user set is kept)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return  # a file store or a database: nothing to reach
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(CONNECT_SECONDS * 2))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(REQUEST_RETRIES))
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"{flag}: {uri!r} has no valid port") from None
+    try:
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise ConfigError(f"{flag}: cannot reach the tracking server at {parts.hostname}:{port} ({reason}; waited "
+                          f"up to {CONNECT_SECONDS} s); start it, or log to a local file store with --logger mlflow"
+                          ) from None
+
+
 @register_logger("mlflow")
 class MLflowLogger(Logger):
     """--logger mlflow[:URI]: one MLflow run per run (default a file store at OUT/mlruns)."""
@@ -41,6 +74,7 @@ class MLflowLogger(Logger):
         require("mlflow", "mlflow", "mlflow")
         if arg and "://" not in arg and not arg.startswith("file:"):  # a plain path: a file store there
             return Path(arg).expanduser().resolve().as_uri()
+        check_reachable(arg or os.environ.get("MLFLOW_TRACKING_URI") or "", f"--logger mlflow{':' + arg if arg else ''}")
         return arg
 
     def _uri(self) -> str:
