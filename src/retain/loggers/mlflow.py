@@ -74,7 +74,8 @@ class MLflowLogger(Logger):
         require("mlflow", "mlflow", "mlflow")
         if arg and "://" not in arg and not arg.startswith("file:"):  # a plain path: a file store there
             return Path(arg).expanduser().resolve().as_uri()
-        check_reachable(arg or os.environ.get("MLFLOW_TRACKING_URI") or "", f"--logger mlflow{':' + arg if arg else ''}")
+        flag = f"--logger mlflow{':' + arg if arg else ''}"
+        check_reachable(arg or os.environ.get("MLFLOW_TRACKING_URI") or "", flag)
         return arg
 
     def _uri(self) -> str:
