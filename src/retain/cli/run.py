@@ -301,6 +301,18 @@ def _check_how(args: argparse.Namespace) -> None:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
 
 
+def logger_note(loggers, reused: int, ran: int, store_path) -> str | None:
+    """One line when ``--logger`` could not log some runs: runs reused from the store are not
+    trained again, so no logger sees them (None when there is nothing to say)."""
+    if not loggers or not reused:
+        return None
+    names = ", ".join(f"--logger {text}" for text in loggers)
+    what = "every run was" if not ran else f"{reused} of {reused + ran} runs were"
+    return (f"{what} reused from {store_path}, so {names} logged {'nothing' if not ran else 'only the others'}; "
+            "loggers see runs as they train: a new --out (or --store) trains and logs them again "
+            "(`retain report --tensorboard DIR` exports the stored results)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -338,10 +350,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
     if not os.access(out, os.W_OK | os.X_OK):  # summary.json and the report go there after the runs
         raise ConfigError(f"--out {out}: the folder is not writable")
-    records = run_with_progress(study, store, backend=args.backend, workers=args.workers, address=args.address,
+    outcome = run_with_progress(study, store, backend=args.backend, workers=args.workers, address=args.address,
                                 quiet=args.quiet, checkpoint_dir=args.checkpoint_dir, threads=args.threads,
                                 extra={"command": study.command}, loggers=loggers,
-                                batch_seeds=args.batch_seeds and study.batch_seeds).records
+                                batch_seeds=args.batch_seeds and study.batch_seeds)
+    records = outcome.records
     keys = ("benchmark", "strategy", "seed", "acc_matrix", "metrics", "run_key", "task_order", "wall_seconds",
             "peak_mem_mb")
     summary = [{k: getattr(r, k) for k in keys} | {"order": r.order} for r in records if r.finished]
@@ -354,6 +367,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print_warnings(records, console, args.warnings)  # failed runs and diagnostics, each fact once
     console.print(f"store: {store.path}  summary: {out / 'summary.json'}")
+    note = logger_note(args.logger or (), outcome.reused, outcome.ran, store.path)
+    if note:
+        console.print(f"[yellow]note[/yellow]: {note}")
     if summary and not args.no_report:
         from retain.report import write_report
 
