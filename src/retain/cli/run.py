@@ -374,8 +374,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from retain.report import write_report
 
         try:
-            paths = write_report(store, out, run_keys=[c.key for c in study.configs], title=study.name,
-                                 tensorboard=args.tensorboard)
+            beside = store.path.resolve().parent == out.resolve()  # the report covers the store it sits beside
+            paths = write_report(store, out, run_keys=None if beside else [c.key for c in study.configs],
+                                 title="" if beside else study.name, tensorboard=args.tensorboard)
             console.print(f"report: {paths['markdown']}  {paths['html']}")
         except ConfigError as exc:  # e.g. no matplotlib: the runs are saved, only the report is missing
             console.print(f"[yellow]report skipped[/yellow]: {exc}")

@@ -46,6 +46,28 @@ def _table_text(runs, fmt: str) -> str:
     return results_csv(by_bench) if fmt == "csv" else results_latex(by_bench)
 
 
+#: What the report's plots are saved as (retain's names: ``<benchmark>-<figure>.<ext>``).
+PLOT_EXTENSIONS = (".png", ".pdf", ".svg")
+
+
+def prune_plots(out: Path, blocks) -> list[Path]:
+    """Delete the plots under ``out/plots`` that retain drew for an earlier report and this one
+    does not show (a benchmark no longer in it); files of other names are left alone. Returns
+    the paths removed."""
+    from retain.report.document import Image
+    from retain.report.plots import FIGURES
+
+    shown = {Path(b.path).with_suffix("").name for b in blocks if isinstance(b, Image)}
+    removed = []
+    folder = out / "plots"
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        ours = path.suffix in PLOT_EXTENSIONS and any(path.stem.endswith(f"-{s}") for s, _, _ in FIGURES)
+        if ours and path.is_file() and path.stem not in shown:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def write_report(store, out: str | Path, *, run_keys=None, study=None, benchmark=None, strategy=None,
                  title: str = "", tensorboard: str | Path | None = None,
                  formats: tuple[str, ...] = ("markdown", "html")) -> dict[str, Path]:
@@ -71,9 +93,11 @@ def write_report(store, out: str | Path, *, run_keys=None, study=None, benchmark
             import matplotlib  # noqa: F401
         except ImportError:
             raise ConfigError("reports need matplotlib: pip install 'retain[report]'") from None
+        done = {r.run_key for r in runs}  # a failure since run again and finished is not a failure now
         failed = [r for r in store.runs(status="failed", study=study, benchmark=benchmark, strategy=strategy)
-                  if run_keys is None or r.run_key in set(run_keys)]
+                  if (run_keys is None or r.run_key in set(run_keys)) and r.run_key not in done]
         blocks = build_report(store, runs, out, title=title, failed=failed)
+        prune_plots(out, blocks)
         if "markdown" in formats:
             paths["markdown"] = out / "report.md"
             _write(paths["markdown"], markdown.render(blocks))
