@@ -237,3 +237,32 @@ def test_a_local_ray_ends_with_its_sigkilled_driver(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert wait_until(lambda: not session(proc.pid), 20), (seen, session(proc.pid))
+
+
+def test_a_ray_address_where_nothing_listens_is_one_line_in_seconds(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    r = subprocess.run(retain("run", "--benchmark", "synthetic", "--strategy", "naive", "--seeds", "1", "--tasks", "2",
+                              "--backend", "ray", "--address", f"127.0.0.1:{port}", "--out", str(out)),
+                       env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers at 127.0.0.1:{port}" in r.stderr
+    assert time.monotonic() - t0 < 60 and not out.exists() and "study" not in r.stdout
+
+
+def test_a_local_ray_keeps_its_log_lines_out_of_retains_output(tmp_path):
+    args = ["run", "--benchmark", "synthetic", "--strategy", "naive", "--seeds", "1", "--tasks", "2", "--epochs", "1",
+            "--backend", "ray", "--quiet", "--no-report", "--warnings", "none"]
+    r = subprocess.run(retain(*args, "--out", str(tmp_path / "a")), env=env(), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    said = r.stdout + r.stderr
+    assert " INFO " not in said and " WARNING " not in said and "Started a local Ray" not in said, said
+    shown = subprocess.run(retain(*args, "--out", str(tmp_path / "b")), env=env() | {"RETAIN_RAY_LOGS": "1"},
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "Started a local Ray instance" in shown.stdout + shown.stderr

@@ -299,6 +299,10 @@ def _check_how(args: argparse.Namespace) -> None:
         raise ConfigError("--address is for --backend ray")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.address:  # a cluster that does not answer: one line in seconds, not Ray's retries for minutes
+        from retain.execution.executors import check_ray_address
+
+        check_ray_address(args.address)
 
 
 def logger_note(loggers, reused: int, ran: int, store_path) -> str | None:

@@ -167,6 +167,39 @@ def _sigint_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+#: Set (to anything) to see Ray's own INFO and WARNING lines, which retain hides by default.
+RAY_LOGS_ENV = "RETAIN_RAY_LOGS"
+#: Seconds to wait for a Ray cluster given with --address to accept a connection.
+RAY_CONNECT_SECONDS = 5
+
+
+def check_ray_address(address: str) -> None:
+    """Refuse ``--address HOST:PORT`` (a cluster's GCS, default port 6379) or ``ray://HOST:PORT``
+    (Ray Client, default 10001) where nothing accepts a TCP connection within RAY_CONNECT_SECONDS:
+    ``ray.init`` would retry for minutes, printing Ray's log lines. ``auto`` and ``local`` are
+    Ray's to find."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    host, _, port_text = address.removeprefix("ray://").partition("/")[0].rpartition(":")
+    if not host:  # no port given
+        host, port_text = port_text, ""
+    try:
+        port = int(port_text) if port_text else (10001 if client else 6379)
+    except ValueError:
+        raise ConfigError(f"--address {address}: expected HOST:PORT or ray://HOST:PORT") from None
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=RAY_CONNECT_SECONDS):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise ConfigError(f"--address {address}: no Ray cluster answers at {host}:{port} ({reason}; waited up to "
+                          f"{RAY_CONNECT_SECONDS} s); start one there (`ray start --head`) or leave out --address "
+                          "for a local Ray") from None
+
+
 class Ray:
     """Ray tasks, one CPU each, on the cluster at ``address`` or on a local Ray with ``num_cpus``.
 
@@ -180,6 +213,9 @@ class Ray:
         self.loggers = loggers
 
     def map(self, configs: list[RunSpec], study: str) -> Iterator[Record]:
+        if self.address:
+            check_ray_address(self.address)
+        quiet = not os.environ.get(RAY_LOGS_ENV)  # Ray's Python logger: errors only
         try:
             import ray
         except ImportError:
@@ -188,8 +224,15 @@ class Ray:
         reaper = Reaper() if started and not self.address else None  # a local Ray ends with us
         try:
             if started:
+                import logging
+
                 kwargs = {"address": self.address} if self.address else {"num_cpus": self.num_cpus}
-                ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+                try:
+                    ray.init(include_dashboard=False, log_to_driver=False,
+                             logging_level=logging.ERROR if quiet else logging.INFO, **kwargs)
+                except ConnectionError as exc:  # e.g. --address auto with no cluster running here
+                    raise ConfigError(f"--address {self.address}: cannot connect to a Ray cluster "
+                                      f"({str(exc).splitlines()[0]})") from None
             remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
             plugins = plugin_sources(configs)
             pending = [remote.remote(c, study, self.checkpoint_dir, self.loggers, plugins) for c in configs]
