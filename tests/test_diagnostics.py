@@ -1,11 +1,14 @@
 """Diagnostics probes on constructed inputs where the answer is known, and their events."""
 
+import itertools
 import math
+import re
 
 import pytest
 import torch
 
 from retain.diagnostics import buffer, collapse, dissimilarity, forgetting, variance
+from retain.metrics.matrix import confidence_interval
 from retain.store.record import RunRecord
 
 
@@ -93,6 +96,21 @@ def test_variance_interval_and_overlap_event():
     ev = variance.variance_events(recs)
     assert len(ev) == 1 and "wide" in ev[0]["message"] and "--seeds" in ev[0]["message"]
     assert "not established" in ev[0]["message"] and ev[0]["kind"] == "high_variance"
+
+
+def test_only_methods_whose_intervals_overlap_are_named_together():
+    # naive 51 ± ~4 and er 89 ± ~2 are far apart; mid 70 ± ~25 overlaps both: two sets, never one chain.
+    values = {"naive": (0.49, 0.51, 0.53), "mid": (0.60, 0.70, 0.80), "er": (0.88, 0.89, 0.90)}
+    recs = [RunRecord(run_key=f"{s}{v}", study="", benchmark="b", strategy=s, seed=0, status="finished", config={},
+                      acc_matrix=[[v]], baseline=[0.1]) for s, vs in values.items() for v in vs]
+    sets = [o.strategies for o in variance.overlapping_rankings(recs) if o.metric == "avg_acc"]
+    assert sets == [("er", "mid"), ("mid", "naive")]
+    for o in variance.overlapping_rankings(recs):  # every pair named together overlaps
+        for a, b in itertools.combinations(o.values, 2):
+            (ma, ha), (mb, hb) = confidence_interval(a), confidence_interval(b)
+            assert abs(ma - mb) < ha + hb
+    text = " ".join(e["message"] for e in variance.variance_events(recs))
+    assert "er 89.0" in text and not re.search(r"naive[^;]*er 89|er 89[^;]*naive", text)
 
 
 def test_buffer_entropy_coverage_and_events():

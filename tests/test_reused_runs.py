@@ -49,3 +49,17 @@ def test_a_report_away_from_its_store_covers_the_study_alone(tmp_path, capsys):
                        "--out", str(tmp_path / "b")]) == 0
     report = (tmp_path / "b" / "report.md").read_text()
     assert "Benchmark: split-digits" in report and "Benchmark: synthetic" not in report
+
+
+def test_a_rerun_shows_the_same_warnings_as_the_run_that_stored_them(tmp_path, capsys):
+    argv = RUN + ["--benchmark", "permuted-digits", "--tasks", "3", "--strategy", "er", "--no-report",
+                  "--out", str(tmp_path), "--warnings", "all"]
+
+    def warnings() -> list[str]:
+        assert main(argv) == 0
+        lines = capsys.readouterr().err.splitlines()
+        return [ln for ln in lines if ln.startswith(("note:", "warning:", "failed:"))]
+
+    first = warnings()
+    assert any("differs from task" in ln for ln in first)  # a stored probe event (task dissimilarity)
+    assert warnings() == first

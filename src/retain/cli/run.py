@@ -369,6 +369,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = [r for r in records if r.status != "finished"]
     from retain.cli.warnings import print_warnings
 
+    for r in records:  # a run reused from the store comes back without its stored events: read them
+        if r.id is not None and not r.events:
+            r.events = store.events(r.id)
     print_warnings(records, console, args.warnings)  # failed runs and diagnostics, each fact once
     console.print(f"store: {store.path}  summary: {out / 'summary.json'}")
     note = logger_note(args.logger or (), outcome.reused, outcome.ran, store.path)

@@ -2,9 +2,11 @@
 over the runs of one (benchmark, strategy) group, and an alarm only when the intervals are wide
 enough to change a conclusion.
 
-The rule: rank the groups of a benchmark by a metric; when the 95% intervals of two neighbours
-in that ranking overlap (and their means differ), which of the two is better is not
-established. A fixed width threshold would fire by construction at the default 3 seeds
+The rule: rank the groups of a benchmark by a metric; a set of neighbours in that ranking whose
+95% intervals all overlap one another (and whose means differ) is a set whose order is not
+established. Sets are the largest such runs of neighbours, so overlaps are never chained: with
+naive 51 ± 4, X 70 ± 20 and ER 89 ± 2, naive and X overlap, X and ER overlap, and naive and ER
+(which do not) are never named together. A fixed width threshold would fire by construction at the default 3 seeds
 (t = 4.30 makes every interval wide) even when methods are far apart; this rule fires only where
 the ranking is in doubt. Groups with fewer than ``retain.metrics.matrix.MIN_RUNS_FOR_INTERVAL`` runs
 have no interval and are left out of the ranking. Works on store or run records (dicts with
@@ -59,7 +61,7 @@ class Overlap:
 
     benchmark: str
     metric: str
-    strategies: tuple[str, ...]  # best first, a chain of overlapping neighbours
+    strategies: tuple[str, ...]  # best first, neighbours whose intervals all overlap one another
     values: tuple[tuple[float, ...], ...]  # each strategy's per-run values
 
     def describe(self) -> str:
@@ -71,8 +73,11 @@ class Overlap:
 
 def overlapping_rankings(records: list[dict[str, Any]],
                          metrics: Sequence[str] = ("avg_acc", "forgetting")) -> list[Overlap]:
-    """Every chain of neighbours (in the ranking of a metric, per benchmark) whose 95% intervals
-    overlap while their means differ: their order is not established."""
+    """Every largest set of neighbours (in the ranking of a metric, per benchmark) whose 95%
+    intervals all overlap one another while their means differ: their order is not established.
+    On a line, intervals that overlap pairwise share a point, so a set is a run of neighbours
+    whose highest lower end is below their lowest upper end; a set inside a larger one is not
+    reported again."""
     values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(dict)
     for (bench, strat), rs in sorted(_finished_groups(records).items()):
         for m in metrics:
@@ -82,17 +87,18 @@ def overlapping_rankings(records: list[dict[str, Any]],
     for (bench, m), by_strat in values.items():
         sign = -1.0 if m not in METRICS or METRICS.get(m).higher_is_better else 1.0  # best first
         ranked = sorted(by_strat, key=lambda s: sign * mean_std(by_strat[s])[0])
-        chain: list[str] = ranked[:1]
-        for a, b in zip(ranked, ranked[1:]):
-            (ma, ha), (mb, hb) = confidence_interval(by_strat[a]), confidence_interval(by_strat[b])
-            if ma != mb and abs(ma - mb) < ha + hb:
-                chain.append(b)
-                continue
-            if len(chain) > 1:
-                out.append(Overlap(bench, m, tuple(chain), tuple(tuple(by_strat[s]) for s in chain)))
-            chain = [b]
-        if len(chain) > 1:
-            out.append(Overlap(bench, m, tuple(chain), tuple(tuple(by_strat[s]) for s in chain)))
+        ci = [confidence_interval(by_strat[s]) for s in ranked]
+        lows, highs = [mean - half for mean, half in ci], [mean + half for mean, half in ci]
+        reach = -1  # the last index a reported set ended at: a set ending there or before is inside it
+        for i in range(len(ranked)):
+            low, high, j = lows[i], highs[i], i
+            while j + 1 < len(ranked) and max(low, lows[j + 1]) < min(high, highs[j + 1]):
+                j += 1
+                low, high = max(low, lows[j]), min(high, highs[j])
+            if j > reach and j > i and len({ci[k][0] for k in range(i, j + 1)}) > 1:
+                members = ranked[i: j + 1]
+                out.append(Overlap(bench, m, tuple(members), tuple(tuple(by_strat[s]) for s in members)))
+                reach = j
     return out
 
 
