@@ -364,7 +364,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = [{k: getattr(r, k) for k in keys} | {"order": r.order} for r in records if r.finished]
     write_json_atomic(out / "summary.json", summary)
     if summary:  # a table of failed runs only would be empty
-        Console(width=max(Console().width, 100)).print(
+        Console().print(
             results_table(records, title=f"Results on {study.configs[0].benchmark}"))
     failed = [r for r in records if r.status != "finished"]
     from retain.cli.warnings import print_warnings

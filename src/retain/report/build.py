@@ -22,7 +22,10 @@ NOTES = ("± is the half-width of the 95% Student-t confidence interval over the
          "against the mean forgetting of naive fine-tuning in the same setup; compute cost is mean training "
          "time (the optimisation steps only) over naive's; wall time adds building the benchmark and model, "
          "evaluation and the first run's warm-up in each process, and on a shared machine the neighbours' "
-         "load. Peak memory is the peak resident memory of each run.")
+         "load. A run trained with others as one vectorised ensemble (batched seeds) has 1/N of the "
+         "ensemble's times, marked so, with no spread of its own; compute cost is compared only between "
+         "groups trained the same way (one by one, or in ensembles of the same size). Peak memory is the peak "
+         "resident memory of each run (an ensemble member's: the ensemble's).")
 
 
 def metric_notes() -> list[Block]:

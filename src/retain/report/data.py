@@ -70,10 +70,22 @@ class Group:
         runs = self.matrix_runs()
         return np.array([average_accuracy_curve(r.acc_matrix) for r in runs]) if runs else None
 
+    def ensemble_sizes(self) -> list[int]:
+        """The ensemble sizes the group's runs were trained in (``[1]``: each on its own)."""
+        return sorted({ensemble_size(r) for r in self.runs})
+
     def num_tasks(self) -> list[int]:
         """The number of tasks of each run: its matrix's width, or the configured count."""
         return sorted({len(r.acc_matrix[-1]) if r.acc_matrix else int(r.config.get("tasks") or 0)
                        for r in self.runs})
+
+
+def ensemble_size(run: dict[str, Any]) -> int:
+    """How many runs trained together with ``run`` as one vectorised ensemble (1: on its own). A
+    member's times are its 1/N share of the ensemble's, so they have no spread of their own and
+    compare only with runs trained the same way."""
+    batched = (run.get("extra") or {}).get("batched") or {}
+    return int(batched.get("members") or 1)
 
 
 def _shape(R) -> tuple[int, int]:

@@ -100,11 +100,25 @@ def setup_table(groups: list[Group]) -> Table:
                  ["l", "l", "r", "l", "l", "l", "l", "r"])
 
 
+#: The time columns: for a run trained in a vectorised ensemble, its share of the ensemble's time.
+TIMES = ("train_s", "wall_s")
+
+
+def ensemble_note(g: Group) -> str:
+    """``1/5 of an ensemble``: how a batched group's times were measured ("" for runs on their own)."""
+    sizes = [n for n in g.ensemble_sizes() if n > 1]
+    return f"1/{'/'.join(map(str, sizes))} of an ensemble" if sizes else ""
+
+
 def results_table(groups: list[Group]) -> Table:
     columns = measures()
     rows = []
     for g in groups:
         cells = [format_mean_ci(m.values(g, groups), scale=1.0, digits=m.digits) for m in columns]
+        note = ensemble_note(g)
+        for i, m in enumerate(columns):  # a member's time is a share, not a measurement: no ± 0.0
+            if note and m.key in TIMES and m.values(g, groups):
+                cells[i] = f"{np.mean(m.values(g, groups)):.{m.digits}f} ({note})"
         if reference(g, groups) is g:
             cells[columns.index(REDUCTION)] = "reference"
         rows.append([g.label, str(len(g.runs)), *cells, params_of(g)])
@@ -112,20 +126,43 @@ def results_table(groups: list[Group]) -> Table:
 
 
 def cost_ratio(g: Group, groups: list[Group]) -> float | None:
-    """Mean training time over naive's (training only: warm-up and evaluation are not the method's)."""
+    """Mean training time over naive's (training only: warm-up and evaluation are not the method's);
+    None unless both were trained the same way (each run on its own, or in ensembles of one size:
+    a member's time is its share of its ensemble's, which a run on its own does not compare with)."""
     ref = reference(g, groups)
     if ref is None or not ref.values("train_seconds") or not g.values("train_seconds"):
         return None
+    if not like_for_like(g, ref):
+        return None
     return float(np.mean(g.values("train_seconds")) / np.mean(ref.values("train_seconds")))
+
+
+def like_for_like(a: Group, b: Group) -> bool:
+    """Whether the two groups' times were measured alike: one ensemble size, the same for both."""
+    return len(a.ensemble_sizes()) == 1 and a.ensemble_sizes() == b.ensemble_sizes()
+
+
+def _trained(g: Group) -> str:
+    sizes = g.ensemble_sizes()
+    return "one by one" if sizes == [1] else f"in ensembles of {'/'.join(map(str, sizes))}"
+
+
+def _cost_cell(g: Group, groups: list[Group]) -> str:
+    cost, ref = cost_ratio(g, groups), reference(g, groups)
+    if cost:
+        return f"{cost:.2f}x"
+    if ref is not None and g.values("train_seconds") and ref.values("train_seconds") and not like_for_like(g, ref):
+        return f"— (not like for like: {g.label} trained {_trained(g)}, {ref.label} {_trained(ref)})"
+    return "—"
 
 
 def comparison_table(groups: list[Group]) -> Table:
     """Against naive in the same setup: what each method saves and costs, and what it is."""
     rows = []
     for g in groups:
-        red, cost = reduction_values(g, groups), cost_ratio(g, groups)
+        red = reduction_values(g, groups)
         rows.append([g.label, "reference" if reference(g, groups) is g else format_mean_ci(red, scale=1.0),
-                     f"{cost:.2f}x" if cost else "—", descriptions.summary(g.strategy),
+                     _cost_cell(g, groups), descriptions.summary(g.strategy),
                      descriptions.cost(g.strategy)])
     return Table(["method", with_ci("forgetting reduction %"), "compute cost (train time vs naive)", "what it does",
                   "memory and compute"], rows, ["l", "r", "r", "l", "l"])
