@@ -39,7 +39,9 @@ TINY = {"buffer_size": 32, "replay_batch_size": 16}
 
 
 def _cfg(strategy: str = "naive", **kw) -> RunConfig:
-    return RunConfig(benchmark="synthetic", strategy=strategy, tasks=3, seed=0, params=dict(TINY), **kw)
+    fields = {f.name for f, _ in STRATEGIES.get(strategy).Config.fields()}  # the API refuses a field a strategy lacks
+    params = {k: v for k, v in TINY.items() if k in fields}
+    return RunConfig(benchmark="synthetic", strategy=strategy, tasks=3, seed=0, params=params, **kw)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
@@ -194,3 +196,58 @@ def test_cuda_random_states_are_saved_once_cuda_is_in_use(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(DataError, match="CUDA random states"):
         set_rng_state(state, gen)
+
+
+def _damage_blob(blob: dict, case: str) -> dict:
+    progress = json.loads(blob["progress"])
+    model = blob["strategy"]["model"]
+    if case == "bad-shapes":
+        first = next(iter(model))
+        model[first] = torch.zeros(3)
+    elif case == "bad-generator":
+        blob["rng"]["loop"] = torch.zeros(5, dtype=torch.uint8)
+    elif case == "empty-state":
+        blob["strategy"] = {}
+    elif case == "bad-buffer":
+        blob["strategy"]["buffer"]["x"] = torch.zeros(5, 16)
+    elif case == "task-negative":
+        blob["task"] = -5
+    elif case == "task-99":
+        blob["task"] = 99
+        progress["acc_matrix"] = progress["acc_matrix"] * 50
+        for name in ("task_seconds", "eval_seconds", "losses"):
+            progress[name] = progress[name] * 50
+    elif case == "bad-matrix":
+        progress["acc_matrix"] = [[2.0, "x"]]
+    elif case == "no-progress":
+        progress = {}
+    blob["progress"] = json.dumps(progress)
+    return blob
+
+
+@pytest.mark.parametrize("case", ["bad-shapes", "bad-generator", "empty-state", "bad-buffer", "task-negative",
+                                  "task-99", "bad-matrix", "no-progress"])
+def test_a_checkpoint_wrong_inside_is_one_line_and_moved_aside(tmp_path, capsys, case):
+    """Loads safely but is wrong inside: one line naming the file and the fix, exit 2, no failed
+    record in the store, and the file moved aside so the command run again starts afresh."""
+    from retain.cli.main import main
+    from retain.diagnostics.probes import make_probe_hooks
+
+    cfg = RunConfig(benchmark="synthetic", strategy="er", tasks=3, seed=0, params=dict(TINY))
+    stopped = execute(cfg, checkpoint_dir=tmp_path / "ck", after_task=[*make_probe_hooks(), _stop_at(1)])
+    assert stopped.status == "failed"  # as the CLI's run would have been killed, after task 1's checkpoint
+    ckpt = path_for(tmp_path / "ck", cfg.key())
+    torch.save(_damage_blob(torch.load(ckpt, weights_only=True), case), ckpt)
+    argv = ["run", "--benchmark", "synthetic", "--strategy", "er", "--tasks", "3", "--seeds", "1", "--buffer-size",
+            "32", "--replay-batch-size", "16", "--checkpoint-dir", str(tmp_path / "ck"), "--out", str(tmp_path / "o"),
+            "--quiet", "--no-report", "--warnings", "none"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"retain: error: {ckpt}: checkpoint is damaged inside ("), err
+    assert f"moved it to {ckpt.name}.damaged, so running the command again starts the run afresh" in err
+    assert not ckpt.exists() and ckpt.with_name(ckpt.name + ".damaged").is_file()
+    db = tmp_path / "o" / "retain.db"
+    assert not db.exists() or Store(db, readonly=True).runs() == []  # no failed record
+    assert main(argv) == 0  # afresh
+    assert [r.status for r in Store(db, readonly=True).runs()] == ["finished"]

@@ -152,6 +152,15 @@ class ReservoirBuffer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["capacity"]) != self.capacity:
             raise ValueError(f"buffer capacity mismatch: checkpoint {state['capacity']}, this buffer {self.capacity}")
+        if int(state["seen"]) < 0:
+            raise ValueError(f"buffer has seen {state['seen']} samples")
+        for name in ("x", "y", "task", "logits"):  # storage of `capacity` rows each, once allocated
+            value = state[name]
+            if value is None and name in ("x", "logits"):
+                continue
+            if not isinstance(value, Tensor) or value.ndim < 1 or value.shape[0] != self.capacity:
+                raise ValueError(f"buffer {name} is not {self.capacity} rows, got "
+                                 f"{tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}")
         self.seen = int(state["seen"])
         self.x, self.y, self.task, self.logits = state["x"], state["y"], state["task"], state["logits"]
         self.seen_per_class, self.seen_per_task = state["seen_per_class"], state["seen_per_task"]

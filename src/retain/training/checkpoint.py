@@ -123,8 +123,62 @@ def load(path: Path, *, run_key: str) -> dict[str, Any] | None:
     try:
         blob["progress"] = json.loads(blob["progress"])
     except (KeyError, TypeError, json.JSONDecodeError):
-        raise DataError(f"{path}: checkpoint has no readable progress record; delete it to start afresh") from None
+        raise damaged(path, "no readable progress record") from None
+    problem = _contents_problem(blob)
+    if problem:
+        raise damaged(path, problem)
     return blob
+
+
+def damaged(path: Path, what: str) -> DataError:
+    """The refusal of a checkpoint that loads safely but is wrong inside. The file is moved aside
+    (``NAME.pt.damaged``, kept for a look), so the next run of the command starts the run afresh
+    instead of failing on it again."""
+    aside = path.with_name(path.name + ".damaged")
+    try:
+        os.replace(path, aside)
+        fix = f"moved it to {aside.name}, so running the command again starts the run afresh"
+    except OSError:
+        fix = "delete it to start the run afresh"
+    return DataError(f"{path}: checkpoint is damaged inside ({what}); {fix}")
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def _contents_problem(blob: dict[str, Any]) -> str | None:
+    """What is wrong with a safely loaded checkpoint's structure, or None (the shapes of the
+    strategy's tensors are checked when they are loaded into it)."""
+    task = blob.get("task")
+    if not isinstance(task, int) or isinstance(task, bool) or task < 0:
+        return f"task {task!r} is not a task index"
+    state = blob.get("strategy")
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or not state["model"]:
+        return "no model state"
+    rng = blob.get("rng")
+    if not isinstance(rng, dict) or not all(isinstance(rng.get(k), torch.Tensor) and rng[k].dtype == torch.uint8
+                                            for k in ("torch", "loop")):
+        return "no random generator states"
+    python, numpy = rng.get("python"), rng.get("numpy")
+    if not (isinstance(python, list) and len(python) == 3 and isinstance(numpy, dict)
+            and isinstance(numpy.get("key"), torch.Tensor)):
+        return "bad Python or numpy generator state"
+    if not isinstance(blob.get("hooks", {}), dict):
+        return "bad hook states"
+    progress = blob["progress"]
+    if not isinstance(progress, dict) or any(k not in progress for k in _PROGRESS_FIELDS):
+        return "an incomplete progress record"
+    rows, baseline = progress["acc_matrix"], progress["baseline"]
+    if not _numbers(baseline) or not baseline:
+        return "a bad baseline row"
+    if (not isinstance(rows, list) or len(rows) != task + 1
+            or any(not _numbers(r) or len(r) != len(baseline) or not all(0.0 <= v <= 1.0 for v in r) for r in rows)):
+        return f"an accuracy matrix that is not {task + 1} rows of {len(baseline)} accuracies in [0, 1]"
+    for name in ("task_seconds", "eval_seconds", "losses"):
+        if not isinstance(progress[name], list) or len(progress[name]) != task + 1:
+            return f"{name} is not one value per task done"
+    return None
 
 
 def _stateful(hooks) -> dict[str, Any]:
@@ -165,17 +219,25 @@ class Checkpointer:
             return 0
         from retain.training.device import tensors_to
 
-        strategy.load_state_dict(tensors_to(blob["strategy"], strategy.device))  # read onto the CPU first
+        task, tasks = int(blob["task"]), len(result.baseline)
+        if task >= tasks or len(blob["progress"]["baseline"]) != tasks:
+            raise damaged(self.path, f"written after task {task + 1} of {len(blob['progress']['baseline'])}, and "
+                                     f"the run has {tasks} tasks")
         states = blob["hooks"]
-        for name, hook in _stateful(hooks).items():
+        for name in _stateful(hooks):
             if name not in states:
                 raise DataError(f"{self.path}: checkpoint holds no state for {name}; it was written by a run "
                                 "with other hooks or fixes. Delete it to start the run afresh")
-            hook.load_state_dict(states[name])
-        set_rng_state(blob["rng"], loop_generator)
+        try:  # the shapes and contents only the strategy, hooks and generators can judge
+            strategy.load_state_dict(tensors_to(blob["strategy"], strategy.device))  # read onto the CPU first
+            for name, hook in _stateful(hooks).items():
+                hook.load_state_dict(states[name])
+            set_rng_state(blob["rng"], loop_generator)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise damaged(self.path, f"{type(exc).__name__}{': ' + reason if reason else ''}") from None
         for name, value in blob["progress"].items():
             setattr(result, name, value)
-        task = int(blob["task"])
         result.events.append({"task": task, "kind": "resumed", "value": None, "threshold": None,
                               "message": f"resumed from the checkpoint written after task {task}"})
         return task + 1
