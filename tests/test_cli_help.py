@@ -3,6 +3,8 @@ subcommand's own --help, and only the hyperparameter flags of the strategies ask
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from retain.cli.main import main
@@ -56,3 +58,15 @@ def test_dissimilarity_help_lists_the_hyperparameters_of_the_strategies_it_runs(
     text = _help(capsys, "dissimilarity", "--help")
     assert "--ewc-lambda" in text and "--buffer-size" in text and "--beta" not in text
     assert "--beta" in _help(capsys, "dissimilarity", "--strategy", "derpp", "--help")
+
+
+def test_retain_list_fits_the_terminal_and_renders_docstring_markup(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    plugin = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "my_er.py"
+    assert main(["list", "--plugin", str(plugin)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines if "[file " not in line) <= 80
+    (derpp,) = [i for i, line in enumerate(lines) if line.split()[:1] == ["*derpp"]]
+    assert "``" not in lines[derpp] + lines[derpp + 1] and "(beta" in " ".join(lines[derpp: derpp + 2])
+    (mine,) = [line for line in lines if line.split()[:1] == ["my-er"]]
+    assert mine.rstrip().endswith("my_er.py]")  # a plugin's origin stays on its name's line

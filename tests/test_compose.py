@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -296,7 +297,9 @@ def test_list_names_the_parts_not_every_combination_and_reports_describe_composi
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert not any(line.split()[:1] in (["er+ewc"], ["*er+ewc"]) for line in lines)
-    (line,) = [line for line in lines if line.split()[:1] == ["composites"]]
+    (at,) = [i for i, line in enumerate(lines) if line.split()[:1] == ["composites"]]
+    entry = [lines[at]] + list(itertools.takewhile(lambda x: x.startswith(" " * 21), lines[at + 1:]))
+    line = " ".join(" ".join(entry).split())  # the entry, wrapped to the terminal's width
     assert "er+ewc" in line and "regularisers: ewc, lwf, si" in line
     assert cost("er+ewc").startswith("er: a reservoir buffer") and "; ewc: stores" in cost("er+ewc")
 
