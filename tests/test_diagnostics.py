@@ -243,3 +243,25 @@ def test_probe_hook_reads_a_real_replay_buffer():
     last = res.probes[-1]
     assert last["buffer_fill"] == 1.0 and 0.0 < last["buffer_class_entropy"] <= 1.0
     assert last["buffer_class_coverage"] == 1.0
+
+
+def test_plasticity_collapse_can_fire_on_a_five_task_benchmark(monkeypatch):
+    from types import SimpleNamespace
+
+    from retain.benchmarks import make_benchmark
+    from retain.diagnostics import probes
+
+    bench = make_benchmark("split-digits", tasks=5, seed=0)
+    dormant = iter([0.05, 0.10, 0.30, 0.45, 0.60])
+    monkeypatch.setattr(probes, "activation_probes", lambda model, x, tau: {"dormant_redo": next(dormant)})
+    hook = probes.Probes(probes.ProbeConfig(dissimilarity=False))
+    learn = [0.95, 0.93, 0.70, 0.55, 0.40]  # learning accuracy R[t][t] falls as units go dormant
+    R = [[0.0] * 5 for _ in range(5)]
+    strategy = SimpleNamespace(model=torch.nn.Linear(64, 10), family="regularisation", stats=lambda: {})
+    fired = []
+    for t in range(5):
+        R[t][t] = learn[t]
+        result = SimpleNamespace(events=[], probes=[])
+        hook(SimpleNamespace(task=t, benchmark=bench, acc_matrix=R, strategy=strategy, result=result))
+        fired += [t for e in result.events if e["kind"] == "plasticity_collapse"]
+    assert fired == [4]

@@ -232,3 +232,23 @@ def test_event_messages_number_tasks_from_one():
     recs = [rec("ewc", 0, events=[forgetting_event()], forg=0.3)]
     (line,) = warning_lines(recs, "all")
     assert "(seed 0, after task 2)" in line
+
+
+@pytest.mark.parametrize("mode", ["summary", "all"])
+def test_a_method_that_barely_learns_is_told_to_loosen_not_to_raise_the_penalty(mode):
+    def run(strategy, seed, learn):  # 3 tasks; each task loses 30 of its points to the next
+        R = [[learn, 0.0, 0.0], [learn - 0.3, learn, 0.0], [learn - 0.35, learn - 0.3, learn]]
+        return RunRecord(run_key=f"{strategy}{seed}", study="", benchmark=BENCH, strategy=strategy, seed=seed,
+                         status="finished", config={}, acc_matrix=R, baseline=[0.1] * 3, extra={"order": 0})
+
+    recs = [run("naive", s, 0.95) for s in range(3)] + [run("ewc", s, 0.40) for s in range(3)]
+    text = "\n".join(warning_lines(recs, mode))
+    assert "ewc: learning accuracy 40.0% against naive's 95.0%" in text and "lower the penalty" in text
+    assert "raise the penalty" not in text and "reference bound: no advice" not in text
+    er = [run("naive", s, 0.95) for s in range(3)] + [run("ewc", s, 0.90) for s in range(3)]
+    assert "raise the penalty" in "\n".join(warning_lines(er, mode))  # one that learns is still told so
+
+
+def test_no_closing_line_when_every_event_is_shown():
+    lines = warning_lines([rec("er", 0, events=[dissim_event()], forg=0.0)], "summary")
+    assert len(lines) == 1 and "events" not in lines[0]

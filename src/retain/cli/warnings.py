@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from retain.diagnostics import advice as adv
+from retain.diagnostics.intransigence import FORGETTING_ADVICE as LOW_LEARNER
+from retain.diagnostics.intransigence import low_learners
 from retain.diagnostics.run_events import events_of
 from retain.diagnostics.variance import RECOMMEND, overlapping_rankings, title
 from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL
@@ -35,7 +37,7 @@ MAX_LINES = 12
 Record = dict[str, Any]
 
 # Severity ranks, most severe first.
-FAILURE, COLLAPSE, FORGETTING, VARIANCE, BENCHMARK, BUFFER, OTHER, BOUND = range(8)
+FAILURE, COLLAPSE, LEARNING, FORGETTING, VARIANCE, BENCHMARK, BUFFER, OTHER, BOUND = range(9)
 _RANK = {"plasticity_collapse": COLLAPSE, "sudden_forgetting": FORGETTING,
          "buffer_homogeneous": BUFFER, "buffer_missing_classes": BUFFER}
 # Kinds that summary mode merges across strategies: the phrase and the scale of the worst value.
@@ -83,9 +85,19 @@ class _Study:
         self.multi = len({r.benchmark for r in records}) > 1
         self.runs: dict[tuple[str, str], list[Record]] = defaultdict(list)
         self.run_events: dict[int, list[dict[str, Any]]] = {}  # id(record) -> its events as shown
+        self.low = low_learners(records)  # methods that barely learn: advice for forgetting is wrong there
         for r in records:
             self.runs[(r.benchmark, r.strategy)].append(r)
             self.run_events[id(r)] = events_of(r)
+
+    def advice(self, kind: str, bench: str, strat: str, stored: str) -> str:
+        """The advice for ``kind`` on this method: none for a bound, :data:`LOW_LEARNER` for
+        forgetting where the method barely learns, the family's for advised kinds, else ``stored``."""
+        if adv.is_bound(strat):
+            return ""
+        if kind == "sudden_forgetting" and (bench, strat) in self.low:
+            return LOW_LEARNER
+        return adv.advice(kind, adv.family_of(strat)) if kind in adv.ADVISED else stored
 
     def name(self, bench: str, strat: str) -> str:
         return f"{strat} on {bench}" if self.multi else strat
@@ -130,7 +142,8 @@ def per_strategy(s: _Study) -> list[Finding]:
     for (bench, strat, kind), hits in s.events().items():
         r, first = hits[0]
         count = f" [{len(hits)} events in {s.fired_in(hits, bench, strat)}]" if len(hits) > 1 else ""
-        msg = adv.retarget(kind, first.get("message", kind), strat)
+        fact, stored = adv.split(first.get("message", kind))
+        msg = adv.with_advice(fact, s.advice(kind, bench, strat, stored))
         rank = BOUND if adv.is_bound(strat) else _RANK.get(kind, OTHER)
         out.append(Finding(rank, f"{s.name(bench, strat)} ({_run_label(r)}{_after(first)}): {msg}{count}",
                            len(hits)))
@@ -154,8 +167,7 @@ def merged(s: _Study) -> list[Finding]:
     for (bench, strat, kind), hits in s.events().items():
         bound = adv.is_bound(strat)
         stored = adv.split(hits[0][1].get("message", kind))[1]
-        advice = "" if bound else adv.advice(kind, adv.family_of(strat)) if kind in adv.ADVISED else stored
-        groups[(kind, advice, bound)].append((bench, strat, hits))
+        groups[(kind, s.advice(kind, bench, strat, stored), bound)].append((bench, strat, hits))
     out = []
     for (kind, advice, bound), members in groups.items():
         pick = max if kind in _MERGED else (lambda xs, key: xs[0])
@@ -165,10 +177,15 @@ def merged(s: _Study) -> list[Finding]:
         fact = (f"{kind.replace('_', ' ')}, {_MERGED[kind].format(100 * value)}" if kind in _MERGED
                 else adv.split(e.get("message", kind))[0])
         at = f"{name} " if len(members) > 1 else ""
-        text = f"{_who(s, members)}: {fact} ({at}{_run_label(r)}{_after(e)})"
-        text = f"{text}; reference bound: no advice" if bound else adv.with_advice(text, advice)
+        text = adv.with_advice(f"{_who(s, members)}: {fact} ({at}{_run_label(r)}{_after(e)})", advice)
         out.append(Finding(BOUND if bound else _RANK.get(kind, OTHER), text, value if kind in _MERGED else 0.0))
     return out
+
+
+def learning(s: _Study) -> list[Finding]:
+    """Methods whose learning accuracy is far below naive's: told to loosen, not tighten."""
+    return [Finding(LEARNING, adv.with_advice(f"{s.name(bench, strat)}: {low.fact()}", low.advice()),
+                    low.naive - low.learning_acc) for (bench, strat), low in s.low.items()]
 
 
 def benchmark_facts(s: _Study) -> list[Finding]:
@@ -216,7 +233,7 @@ def findings(records: list[Record], mode: str = "summary") -> list[Finding]:
         return []
     s = _Study(records)
     events = merged(s) if mode == "summary" else per_strategy(s)
-    out = failures(s) + events + variance(s, merge=mode == "summary") + benchmark_facts(s)
+    out = failures(s) + learning(s) + events + variance(s, merge=mode == "summary") + benchmark_facts(s)
     return sorted(out, key=lambda f: (f.rank, -f.weight))
 
 
@@ -240,12 +257,15 @@ def select(records: list[Record], mode: str = "summary", *, max_lines: int = MAX
             break
         shown.append(f)
         used += _cost(f"{f.level}: {f.text}", width)
-    return shown, _footer(len(found) - len(shown), n_events)
+    hidden = len(found) - len(shown)
+    # Nothing hidden and every event on a line of its own: a footer would only repeat the count.
+    return shown, _footer(hidden, n_events) if hidden or n_events > len(shown) else None
 
 
 def _footer(hidden: int, n_events: int) -> str:
     more = f"{hidden} more not shown; " if hidden else ""
-    return f"{more}all {n_events} events are in the store and the report: `--warnings all` or `retain report`"
+    events = "the one event is" if n_events == 1 else f"all {n_events} events are"
+    return f"{more}{events} in the store and the report: `--warnings all` or `retain report`"
 
 
 def warning_lines(records: list[Record], mode: str = "summary", *, max_lines: int = MAX_LINES,

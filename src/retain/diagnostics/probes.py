@@ -31,7 +31,8 @@ class ProbeConfig:
     batch: int = field(default=256, metadata={"help": "probe batch: test samples of the current task"})
     tau: float = field(default=0.025, metadata={"help": "ReDo dormant threshold on the normalised score"})
     forgetting_threshold: float = field(default=0.10, metadata={"help": "one-task drop that is an event"})
-    collapse_window: int = field(default=10, metadata={"help": "tasks over which learning acc must fall"})
+    collapse_window: int = field(default=10, metadata={"help": "tasks over which learning acc must fall (at "
+                                                              "most the benchmark's tasks, at least 4)"})
     collapse_min_drop: float = field(default=0.05, metadata={"help": "fall of learning acc over the window"})
     dissimilarity: bool = field(default=True, metadata={"help": "measure task dissimilarity"})
     otdd: bool = field(default=False, metadata={"help": "also the Gaussian OTDD (~0.1 s a task; off by default)"})
@@ -104,9 +105,11 @@ class Probes:
         probes.update(activation_probes(ctx.strategy.model, x, cfg.tau))
         self.learn.append(R[t][t])
         self.dormant.append(probes.get("dormant_redo", 0.0))
-        probes["learning_acc_slope"] = collapse.slope(self.learn[-cfg.collapse_window:])
+        # A 5-task benchmark is checked over its 5 tasks: a fixed 10 would never fire on it.
+        window = max(4, min(cfg.collapse_window, len(exps)))
+        probes["learning_acc_slope"] = collapse.slope(self.learn[-window:])
         if learns:
-            events += collapse.collapse_events(self.learn, self.dormant, window=cfg.collapse_window,
+            events += collapse.collapse_events(self.learn, self.dormant, window=window,
                                                  min_drop=cfg.collapse_min_drop,
                                                  advice=advice.advice("plasticity_collapse", family))
         seen = {c for e in exps[: t + 1] for c in e.classes}

@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from retain.diagnostics import make_event
+from retain.diagnostics.advice import split, with_advice
+from retain.diagnostics.intransigence import FORGETTING_ADVICE, GAP, low_learners
 from retain.diagnostics.run_events import events_of
 from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL
 from retain.metrics.registry import BUILTIN, METRICS
@@ -45,6 +48,15 @@ def _slug(text: str) -> str:
 def _diagnostics(store, groups: list[Group], failed: list[dict[str, Any]]) -> list[Block]:
     # Sudden forgetting from the stored matrices, the events that need activations as stored.
     events = {r.id: events_of(r, store.events(r.id)) for g in groups for r in g.runs}
+    low = low_learners([r for g in groups for r in g.runs])
+    for g in groups:  # a method that barely learns is not told to constrain itself more
+        if (g.benchmark, g.strategy) in low:
+            finding = low[(g.benchmark, g.strategy)]
+            event = make_event("low_learning_accuracy", None, finding.naive - finding.learning_acc, GAP,
+                               with_advice(finding.fact(), finding.advice()))
+            for r in g.runs:
+                events[r.id] = [event] + [{**e, "message": with_advice(split(e["message"])[0], FORGETTING_ADVICE)}
+                                          if e["kind"] == "sudden_forgetting" else e for e in events[r.id]]
     blocks: list[Block] = [Heading("Diagnostics", 3)]
     table = tables.diagnostics_table(groups, events)
     blocks.append(table if table else Para("No warnings: no events for these runs."))

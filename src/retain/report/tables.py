@@ -179,6 +179,11 @@ def task_ranges(tasks: set[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in out) or "—"
 
 
+#: Event kinds that are facts of the benchmark's data, the same for every method: one row.
+BENCHMARK_FACTS = ("task_dissimilarity",)
+ALL_METHODS = "(the benchmark)"
+
+
 def diagnostics_table(groups: list[Group], events: dict[int, list[dict[str, Any]]]) -> Table | None:
     """One row per (method, kind of event): how many runs raised it, at which tasks (1-based), an example."""
     seen: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"runs": set(), "tasks": set(), "msg": ""})
@@ -193,6 +198,13 @@ def diagnostics_table(groups: list[Group], events: dict[int, list[dict[str, Any]
     if not seen:
         return None
     totals = {g.label: len(g.runs) for g in groups}
+    data = sorted(k for k in seen if k[1] in BENCHMARK_FACTS)  # one row for the benchmark, not one a method
+    for label, kind in data:
+        row = seen.pop((label, kind))
+        fact = seen.setdefault((ALL_METHODS, kind), {"runs": set(), "tasks": set(), "msg": row["msg"]})
+        fact["runs"] |= row["runs"]
+        fact["tasks"] |= row["tasks"]
+    totals[ALL_METHODS] = sum(len(g.runs) for g in groups)
     rows = [[label, kind, f"{len(v['runs'])}/{totals[label]}", task_ranges(v["tasks"]), v["msg"]]
-            for (label, kind), v in sorted(seen.items())]
+            for (label, kind), v in sorted(seen.items(), key=lambda kv: (kv[0][0] != ALL_METHODS, kv[0]))]
     return Table(["method", "warning", "runs", "tasks", "example"], rows, ["l", "l", "r", "l", "l"])
