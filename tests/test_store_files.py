@@ -200,3 +200,50 @@ def test_report_works_on_a_store_in_a_read_only_folder(tmp_path):
     done = _read_only(folder, retain("report", str(folder / "retain.db")))
     assert done.returncode == 2 and "cannot write the report there" in _one_line(done.stderr), done.stderr
     assert _snapshot(folder) == before
+
+
+def _flip(path: Path, needle: bytes) -> None:
+    """Damage the file on disk: flip the bytes of the first place ``needle`` is stored."""
+    _sqlite(path, "PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the main file
+    data = bytearray(path.read_bytes())
+    at = data.find(needle)
+    assert at > 0
+    for k in range(at, at + len(needle)):
+        data[k] ^= 0xA5
+    path.write_bytes(bytes(data))
+
+
+#: name -> (how the store is damaged, what its one line says)
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "bad-json": (lambda p: _sqlite(p, "UPDATE runs SET metrics = '{bad'"), r"metrics is not valid JSON"),
+    "text-in-a-cell": (lambda p: _sqlite(p, "UPDATE accuracy SET value = 'abc' WHERE row = 0 AND col = 0"),
+                       r"accuracy cell \(0, 0\) is 'abc', not an accuracy in \[0, 1\]"),
+    "missing-row": (lambda p: _sqlite(p, "DELETE FROM accuracy WHERE row = 1"),
+                    r"its accuracy matrix has 2 of the 4 cells of 2 tasks"),
+    "inf": (lambda p: _sqlite(p, "UPDATE accuracy SET value = 9e999 WHERE row = 1 AND col = 1"),
+            r"accuracy cell \(1, 1\) is inf"),
+    "negative": (lambda p: _sqlite(p, "UPDATE accuracy SET value = -0.5 WHERE row = 1 AND col = 0"),
+                 r"accuracy cell \(1, 0\) is -0.5"),
+    "flipped-bytes": (lambda p: _flip(p, b"synthetic"), r"cannot read the stored runs \(Could not decode to UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGE))
+def test_report_on_a_damaged_store_is_one_line_naming_the_store_and_the_run(name, tmp_path, capsys):
+    path = tmp_path / "retain.db"
+    assert main([*RUN, "--out", str(tmp_path)]) == 0
+    damage, message = DAMAGE[name]
+    damage(path)
+    capsys.readouterr()
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["report", str(path), "--out", str(tmp_path / "report")])
+    assert not caught, [str(w.message) for w in caught]  # no screens of numpy warnings
+    line = _one_line(capsys.readouterr().err)
+    assert code == 2 and re.search(message, line), line
+    assert line.startswith(f"retain: error: {path}: ")
+    if name != "flipped-bytes":
+        assert f"{path}: run 1 (naive seed 0) is damaged: " in line
+    assert not (tmp_path / "report" / "report.md").exists()

@@ -19,6 +19,7 @@ from typing import Any
 
 from retain.errors import StoreError
 from retain.store import lock
+from retain.store.checks import check_finished, decode_columns
 from retain.store.files import NEW, connect_readonly, inspect
 from retain.store.record import RunRecord
 
@@ -194,15 +195,31 @@ class Store:
             clauses.append(f"{col} IN ({', '.join('?' * len(vals))})")
             args.extend(vals)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id"
+        with self._reading("runs"):
+            return self._read_runs(sql, args)
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Pages damaged on disk ("database disk image is malformed", text that is not UTF-8) are
+        one line naming the store, not an sqlite3 traceback."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            reason = str(exc).split(" with text ")[0]  # not the undecodable bytes themselves
+            raise StoreError(f"{self.path}: cannot read the stored {what} ({reason}); the file is damaged: restore "
+                             f"it from a copy (`sqlite3 {self.path} .recover` may save what is left)") from None
+
+    def _read_runs(self, sql: str, args: list[Any]) -> list[RunRecord]:
+        """Each row checked as it is read (retain.store.checks): a damaged run is one line naming it."""
         cur = self.conn.execute(sql, args)
         names = [d[0] for d in cur.description]
         out = []
         for row in cur.fetchall():
             r = dict(zip(names, row))
-            for c in ("task_order", "config", "versions", "baseline", "metrics", "extra"):
-                if r[c] is not None:
-                    r[c] = json.loads(r[c])
-            r["acc_matrix"] = self.acc_matrix(r["id"])
+            decode_columns(self.path, r)
+            cells = self.conn.execute("SELECT row, col, value FROM accuracy WHERE run_id = ? ORDER BY row, col",
+                                      (r["id"],)).fetchall()
+            r["acc_matrix"] = check_finished(self.path, r, cells) if r["status"] == "finished" else _matrix(cells)
             times = self.conn.execute("SELECT train_seconds, eval_seconds, loss FROM task_times WHERE run_id = ? "
                                       "ORDER BY task", (r["id"],)).fetchall()
             r["task_seconds"], r["eval_seconds"], r["losses"] = ([list(c) for c in zip(*times)] if times
@@ -211,27 +228,33 @@ class Store:
         return out
 
     def acc_matrix(self, run_id: int) -> list[list[float]]:
-        rows = self.conn.execute("SELECT row, col, value FROM accuracy WHERE run_id = ? ORDER BY row, col",
-                                 (run_id,)).fetchall()
-        if not rows:
-            return []
-        n = max(r[0] for r in rows) + 1
-        R = [[0.0] * n for _ in range(n)]
-        for i, j, v in rows:
-            R[i][j] = v
-        return R
+        return _matrix(self.conn.execute("SELECT row, col, value FROM accuracy WHERE run_id = ? ORDER BY row, col",
+                                         (run_id,)).fetchall())
 
     def events(self, run_id: int) -> list[dict[str, Any]]:
-        cur = self.conn.execute("SELECT task, kind, value, threshold, message FROM events WHERE run_id = ?",
-                                (run_id,))
-        return [dict(zip(("task", "kind", "value", "threshold", "message"), r)) for r in cur.fetchall()]
+        with self._reading("events"):
+            cur = self.conn.execute("SELECT task, kind, value, threshold, message FROM events WHERE run_id = ?",
+                                    (run_id,))
+            return [dict(zip(("task", "kind", "value", "threshold", "message"), r)) for r in cur.fetchall()]
 
     def probes(self, run_id: int) -> dict[str, list[tuple[int, float]]]:
         out: dict[str, list[tuple[int, float]]] = {}
-        for task, name, value in self.conn.execute(
-                "SELECT task, name, value FROM probes WHERE run_id = ? ORDER BY task", (run_id,)):
-            out.setdefault(name, []).append((task, value))
+        with self._reading("probes"):
+            for task, name, value in self.conn.execute(
+                    "SELECT task, name, value FROM probes WHERE run_id = ? ORDER BY task", (run_id,)):
+                out.setdefault(name, []).append((task, value))
         return out
+
+
+def _matrix(cells: list[tuple[int, int, float]]) -> list[list[float]]:
+    """The square matrix of ``(row, col, value)`` cells, unchecked (a failed run's, if any)."""
+    if not cells:
+        return []
+    n = max(max(i, j) for i, j, _ in cells) + 1
+    R = [[0.0] * n for _ in range(n)]
+    for i, j, v in cells:
+        R[i][j] = v
+    return R
 
 
 def now() -> float:
