@@ -56,3 +56,14 @@ def test_the_report_compares_costs_only_like_for_like():
     (same,) = group_runs(_runs(1)).values()
     ratio = {row[0]: row[2] for row in comparison_table(same).rows}["derpp"]
     assert ratio == f"{1.5 / 2.3:.2f}x"
+
+
+def test_no_note_that_a_method_without_a_batched_version_trains_one_by_one():
+    from retain.config.run import RunConfig
+    from retain.ensemble.support import plan
+
+    joint = [RunConfig(benchmark="synthetic", strategy="joint", seed=s).resolve() for s in range(3)]
+    blurred = [RunConfig(benchmark="synthetic", strategy="naive", seed=s, blur=0.2).resolve() for s in range(2)]
+    jobs, notes = plan(joint + blurred)
+    assert jobs == joint + blurred  # all one by one
+    assert notes == ["2 run(s) of naive train one by one, not batched: --blur"]  # a setting the user chose

@@ -40,11 +40,15 @@ def batched_class(strategy_cls: type) -> type | None:
     return BATCHED.get(strategy_cls)
 
 
+#: Why a strategy's runs go one by one whatever the settings: a fact of the method, not a note.
+NO_IMPLEMENTATION = "has no batched implementation"
+
+
 def unsupported(cfg: RunSpec, *, checkpoints: bool = False) -> str | None:
     """Why ``cfg`` cannot run in an ensemble (a short phrase), or None when it can."""
     impl = batched_class(cfg.strategy_class)
     if impl is None:
-        return f"strategy {cfg.strategy} has no batched implementation"
+        return f"strategy {cfg.strategy} {NO_IMPLEMENTATION}"
     if cfg.backbone not in BACKBONES:
         return f"backbone {cfg.backbone} is not batched (only {', '.join(BACKBONES)})"
     if cfg.device != "cpu":  # run_ensemble places everything on the members' device; not yet run on one
@@ -108,7 +112,8 @@ def _signature(cfg: RunSpec) -> str:
 def plan(configs: Sequence[RunSpec], *, checkpoints: bool = False) -> tuple[list[RunSpec | Ensemble], list[str]]:
     """The jobs for ``configs``: groups of two or more runs that differ only in seed and order
     become :class:`Ensemble` s (in the order of their first run), the rest stay single runs.
-    Also returns one note per reason some runs go one by one."""
+    Also returns one note per reason some runs go one by one, for the reasons a setting gives
+    (a strategy without a batched implementation, e.g. joint in the default study, is no news)."""
     groups: dict[str, list[RunSpec]] = {}
     jobs: list[RunSpec | Ensemble | str] = []
     reasons: dict[str, list[str]] = {}
@@ -134,5 +139,5 @@ def plan(configs: Sequence[RunSpec], *, checkpoints: bool = False) -> tuple[list
             continue
         out += [Ensemble(tuple(members[i: i + MAX_MEMBERS])) for i in range(0, len(members), MAX_MEMBERS)]
     notes = [f"{len(names)} run(s) of {', '.join(sorted(set(names)))} train one by one, not batched: {why}"
-             for why, names in reasons.items() if len(names) > 1]
+             for why, names in reasons.items() if len(names) > 1 and not why.endswith(NO_IMPLEMENTATION)]
     return out, notes
