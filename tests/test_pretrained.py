@@ -78,7 +78,7 @@ def test_a_directory_without_config_and_a_non_vit_are_refused(tmp_path):
         BACKBONES.get(f"hf:{tmp_path / 'empty'}")((16,), 4)
     (tmp_path / "bert").mkdir()
     (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(ConfigError, match="model type 'bert' is not supported"):
+    with pytest.raises(ConfigError, match="model type 'bert' is not a ViT and .* has no tokenizer files"):
         BACKBONES.get(f"hf:{tmp_path / 'bert'}")((16,), 4)
 
 

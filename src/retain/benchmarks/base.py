@@ -34,6 +34,11 @@ class Experience:
     name: str = ""
     augment: BatchTransform | None = None
     origin: int = -1  # index of this task before the task order was applied
+    #: tokens in each training row (text tasks): batches are drawn in buckets of similar lengths
+    lengths: Tensor | None = None
+    #: a batch as fixed features for the task-dissimilarity probe, where the inputs themselves are not
+    #: (token ids); None: the transformed inputs
+    featurize: BatchTransform | None = None
 
     def prepare(self, x: Tensor, *, train: bool = False) -> Tensor:
         out = self.transform(x)
@@ -109,6 +114,31 @@ def gather_train(parts: list[tuple[Experience, Tensor]]) -> TrainBatch:
     if all(p is None for _, p in inputs):
         return TrainBatch(x, y, None)
     return TrainBatch(x, y, torch.cat([a if p is None else p for a, p in inputs]))
+
+
+#: batches per bucket of :func:`bucketed`: enough for similar lengths, few enough that a bucket's
+#: batches still mix samples from all over the shuffled order
+BUCKET_BATCHES = 20
+
+
+def bucketed(perm: Tensor, lengths: Tensor, batch_size: int, gen: torch.Generator) -> Tensor:
+    """``perm`` reordered so that each batch of ``batch_size`` holds samples of similar ``lengths``: the
+    shuffled order is cut into buckets of :data:`BUCKET_BATCHES` batches, each bucket sorted by length
+    (stable) and cut into batches, and the batches of all buckets shuffled with ``gen``. Every sample
+    still comes once an epoch, in an order that depends only on ``gen``; a last batch short of
+    ``batch_size`` stays last, so the loop's cuts fall on the batches' edges."""
+    chunk = batch_size * BUCKET_BATCHES
+    pieces = []
+    for i in range(0, len(perm), chunk):
+        part = perm[i: i + chunk]
+        pieces.append(part[torch.argsort(lengths[part], stable=True)])
+    ordered = torch.cat(pieces) if pieces else perm
+    batches = list(torch.split(ordered, batch_size))
+    if not batches:
+        return perm
+    last = batches.pop() if len(batches[-1]) < batch_size else None  # stays last: the loop cuts batch_size pieces
+    order = [batches[j] for j in torch.randperm(len(batches), generator=gen).tolist()]
+    return torch.cat(order + ([last] if last is not None else []))
 
 
 def split_by_classes(

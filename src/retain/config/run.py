@@ -155,15 +155,25 @@ class RunConfig:
         for name, value in cls.run_defaults.items():
             if d.get(name) is None:
                 d[name] = value
+        if d["benchmark"] is None:
+            d["benchmark"] = RUN_FALLBACKS["benchmark"]
+        bench_factory = BENCHMARKS.get(d["benchmark"])
+        for name, value in TRAINING_DEFAULTS[d["benchmark"]].items():  # a text stream's Adam, say
+            if d[name] is None:
+                d[name] = value
         for name, value in RUN_FALLBACKS.items():
             if d[name] is None:
                 d[name] = value
         d["hidden"] = tuple(d["hidden"])
-        bench_factory = BENCHMARKS.get(d["benchmark"])
-        for name, value in TRAINING_DEFAULTS[d["benchmark"]].items():
-            if d[name] is None:
-                d[name] = value
         backbone = BACKBONES.get(d["backbone"])
+        tokenizer_from_backbone = _match_modality(d, backbone)
+        from retain.benchmarks.registry import MODALITIES
+
+        wants = MODALITIES.get(d["benchmark"], "image")
+        if wants not in getattr(cls, "modalities", ("image", "text")):
+            why = getattr(cls, "modality_note", "") or f"it declares modalities {cls.modalities!r}"
+            raise ConfigError(f"strategy {self.strategy} does not work on {wants} benchmarks such as {d['benchmark']}: "
+                              f"{why}")
         known = set(inspect.signature(backbone).parameters) - {"input_shape", "num_classes"}
         if set(d["backbone_options"]) - known:
             raise ConfigError(f"backbone {d['backbone']!r} has no option(s) "
@@ -189,6 +199,14 @@ class RunConfig:
         resolved = _keyed(d, strategy_config.to_dict(), plugins)
         if hasattr(backbone, "fingerprint"):  # weights read from disk (hf:DIR): new weights, new runs
             resolved["backbone_weights"] = backbone.fingerprint()
+        if tokenizer_from_backbone:  # the backbone's own tokenizer: its files are in backbone_weights
+            resolved["benchmark_options"] = {**resolved["benchmark_options"], "tokenizer": "<backbone>"}
+        elif "tokenizer" in d["benchmark_options"]:  # a tokenizer of its own: its files, not its path, count
+            from retain.data.text import tokenizer_digest
+            from retain.hub import locate
+
+            spec = str(d["benchmark_options"]["tokenizer"])
+            resolved["tokenizer_files"] = tokenizer_digest(locate(spec, f"benchmark {d['benchmark']}: tokenizer "))
         key = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
         d["params"] = strategy_config.to_dict()
         return RunSpec(**d, plugins=plugins, key=key, resolved=resolved)
@@ -235,6 +253,31 @@ def _check_param_names(strategy: str, cls: Any, params: dict[str, Any]) -> None:
         if name not in fields:
             raise ConfigError(f"{strategy} has no hyperparameter {name!r}"
                               f"{did_you_mean(name, fields, show=repr)}; it has {', '.join(fields) or 'none'}")
+
+
+def _match_modality(d: dict[str, Any], backbone: Any) -> bool:
+    """Refuse a text benchmark with an image backbone and the other way round (one line, before any run);
+    give a text benchmark its backbone's tokenizer unless one is named. True when that filled it."""
+    from retain.benchmarks.registry import MODALITIES
+
+    wants = MODALITIES.get(d["benchmark"], "image")
+    modality = getattr(backbone, "modality", None)
+    has = modality() if callable(modality) else (modality or "image")
+    if wants != has:
+        hint = ("a text encoder, e.g. --backbone hf:models/minilm-l6-v2 (scripts/fetch-models.py)" if wants == "text"
+                else "an image backbone (mlp, resnet18-reduced, vit-tiny, hf:DIR of a ViT)")
+        raise ConfigError(f"benchmark {d['benchmark']} gives {wants} inputs but backbone {d['backbone']} takes {has}; "
+                          f"use {hint}")
+    if wants == "text" and d["benchmark_options"].get("tokenizer") is None:
+        spec = getattr(backbone, "tokenizer", None)
+        if spec is None:
+            raise ConfigError(f"benchmark {d['benchmark']}: backbone {d['backbone']} names no tokenizer; pass "
+                              "--benchmark-option tokenizer=DIR")
+        d["benchmark_options"] = {**d["benchmark_options"], "tokenizer": spec}
+        return True
+    if wants == "text" and hasattr(backbone, "check_tokenizer"):  # a tokenizer of the user's: it must fit the model
+        backbone.check_tokenizer(str(d["benchmark_options"]["tokenizer"]))
+    return False
 
 
 def _check_numbers(d: dict[str, Any]) -> None:

@@ -142,7 +142,8 @@ class Probes:
         self.over_gate = bool(state["over_gate"])
 
     def _dissimilarity(self, exp, t: int) -> dict[str, float]:
-        x = exp.prepare(exp.train_x[: self.cfg.batch])
+        x = exp.train_x[: self.cfg.batch]
+        x = exp.featurize(x) if exp.featurize is not None else exp.prepare(x)  # token ids: their hashed counts
         if self.embed is None:
             self.embed = dis.RandomReLUEmbedding(x[0].numel(), width=64, seed=0)
         self.feats.append(self.embed(x))

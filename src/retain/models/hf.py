@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,57 +34,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retain.errors import ConfigError
+from retain.hub import hub_cache as _hub_cache
+from retain.hub import locate
+from retain.hub import offline as _offline
 from retain.models.registry import BACKBONES, register_backbone
+from retain.models.text import set_mode
 
 HF_PREFIX, TIMM_PREFIX = "hf:", "timm:"
-#: The files whose bytes make a directory's fingerprint (whichever exist).
+#: The files whose bytes make a directory's fingerprint, in this order (whichever exist), then every weight
+#: shard, index and tokenizer file (:func:`fingerprinted_files`); a directory of only these four hashes as
+#: it did before shards and tokenizers counted, so its runs keep their keys.
 WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "preprocessor_config.json")
-
-
-def _offline() -> None:
-    """No network at run time: the hub and transformers read local files only."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # a bar per loaded model would bury the run's own output
-        hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
-
-
-def _hub_cache() -> str:
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        return str(HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return os.path.expanduser("~/.cache/huggingface/hub")
-
-
-def locate(spec: str) -> Path:
-    """The local directory of ``hf:spec``: ``spec`` itself when it is a directory, else the cached
-    snapshot of the model id ``spec``. ConfigError naming both places when neither holds it."""
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"backbone hf:{spec}: directory {path} has no config.json (write one with "
-                              "save_pretrained, or `retain pretrain --out DIR`)")
-        return path
-    _offline()
-    looks_like_id = spec.count("/") <= 1 and not spec.startswith((".", "/", "~")) and spec.strip()
-    if looks_like_id:
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(spec, local_files_only=True))
-        except Exception:  # noqa: BLE001 - any miss (not cached, bad id) is the same answer to the user
-            pass
-    raise ConfigError(f"backbone hf:{spec}: no directory {path.resolve()} and no model {spec!r} in the Hugging Face "
-                      f"cache {_hub_cache()}; retain never downloads (save one with save_pretrained or `retain "
-                      f"pretrain`, or fetch it where there is network)")
+MAX_HEADER = 100 << 20  # a safetensors header (JSON) above 100 MiB is not a model's
 
 
 def read_config(spec: str) -> tuple[Any, dict[str, Any], Path]:
@@ -99,23 +59,109 @@ def read_config(spec: str) -> tuple[Any, dict[str, Any], Path]:
     except Exception as exc:  # noqa: BLE001 - an unreadable config is the directory's fault
         raise ConfigError(f"backbone hf:{spec}: cannot read {where / 'config.json'} "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if config.model_type != "vit":
-        raise ConfigError(f"backbone hf:{spec}: model type {config.model_type!r} is not supported; hf: loads "
-                          "Vision Transformers (model_type 'vit')")
     processor: dict[str, Any] = {}
     if (where / "preprocessor_config.json").is_file():
-        processor = json.loads((where / "preprocessor_config.json").read_text())
+        try:
+            processor = json.loads((where / "preprocessor_config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"backbone hf:{spec}: {where / 'preprocessor_config.json'} is not JSON "
+                              f"({type(exc).__name__})") from None
     return config, processor, where
+
+
+def modality_of(spec: str) -> str:
+    """"image" for a ViT directory, "text" for an encoder with its tokenizer; ConfigError for anything else."""
+    from retain.data.text import TOKENIZER_FILES
+    from retain.models.text import check_text_config
+
+    config, _, where = read_config(spec)
+    if config.model_type == "vit":
+        return "image"
+    if not any((where / f).is_file() for f in TOKENIZER_FILES):
+        raise ConfigError(f"backbone hf:{spec}: model type {config.model_type!r} is not a ViT and {where} has no "
+                          "tokenizer files; hf: loads Vision Transformers and text encoders saved with their "
+                          "tokenizer (tokenizer.save_pretrained(DIR))")
+    check_text_config(config, f"hf:{spec}")
+    return "text"
+
+
+def weight_files(where: Path) -> list[Path]:
+    """The directory's weight files: safetensors (one file or shards) or, failing them, pickles."""
+    safe = sorted(where.glob("*.safetensors"))
+    return safe or sorted(where.glob("pytorch_model*.bin"))
+
+
+def _check_safetensors(path: Path, spec: str) -> None:
+    """A safetensors file whose header does not parse, or whose tensors run past its end, is refused by
+    name before any run (reading it would fail halfway, or allocate what the header claims)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > MAX_HEADER or 8 + n > size:
+            raise ConfigError(f"backbone hf:{spec}: {path} is not a safetensors file (empty, truncated or a header "
+                              f"of {n:,} bytes in a file of {size:,}); save the model again")
+        try:
+            header = json.loads(fh.read(n))
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigError(f"backbone hf:{spec}: {path} has a corrupt safetensors header; save the model again"
+                              ) from None
+    if not isinstance(header, dict):
+        raise ConfigError(f"backbone hf:{spec}: {path} has a corrupt safetensors header; save the model again")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise ConfigError(f"backbone hf:{spec}: {path}: tensor {name!r} has no valid data offsets; save the "
+                              "model again")
+        end = max(end, offsets[1])
+    if 8 + n + end > size:
+        raise ConfigError(f"backbone hf:{spec}: {path} is truncated ({size:,} bytes; its header needs "
+                          f"{8 + n + end:,}); save or fetch the model again")
+
+
+def check_directory(spec: str) -> Path:
+    """Refuse, before any run, a directory whose weights cannot load safely and whole: none at all,
+    only pickles (retain never unpickles a model), a damaged safetensors file, or a config whose
+    attention heads do not divide its width."""
+    config, _, where = read_config(spec)
+    files = weight_files(where)
+    if not files:
+        raise ConfigError(f"backbone hf:{spec}: {where} has no weights (model.safetensors); save the model with "
+                          "save_pretrained")
+    if files[0].suffix == ".bin":
+        raise ConfigError(f"backbone hf:{spec}: {where} holds only {files[0].name}, a pickle; retain loads "
+                          "safetensors only (re-save it with save_pretrained(DIR, safe_serialization=True))")
+    for f in files:
+        _check_safetensors(f, spec)
+    width, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
+    if isinstance(width, int) and isinstance(heads, int) and (heads < 1 or width % heads):
+        raise ConfigError(f"backbone hf:{spec}: {where / 'config.json'}: hidden_size {width} is not divisible by "
+                          f"num_attention_heads {heads}")
+    return where
+
+
+def fingerprinted_files(where: Path) -> list[Path]:
+    from retain.data.text import TOKENIZER_FILES
+
+    first = [where / f for f in WEIGHT_FILES if (where / f).is_file()]
+    more = sorted({*where.glob("*.safetensors"), *where.glob("*.bin"), *where.glob("*.index.json")} - set(first))
+    extra = [where / f for f in (*TOKENIZER_FILES, "1_Pooling/config.json") if (where / f).is_file()]
+    return first + more + extra
 
 
 _FINGERPRINTS: dict[tuple, str] = {}
 
 
 def fingerprint(spec: str) -> str:
-    """SHA-256 (first 16 hex digits) of the directory's config, weights and processor files; cached
-    by their sizes and modification times, so a 300 MB file is read once per process."""
-    where = locate(spec)
-    files = [where / f for f in WEIGHT_FILES if (where / f).is_file()]
+    """SHA-256 (first 16 hex digits) of the directory's config, weights (every shard), processor and
+    tokenizer files; cached by their sizes and modification times, so a 300 MB file is read once per
+    process. The directory is checked first (:func:`check_directory`)."""
+    where = check_directory(spec)
+    files = fingerprinted_files(where)
     stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if stamp not in _FINGERPRINTS:
         h = hashlib.sha256()
@@ -124,8 +170,47 @@ def fingerprint(spec: str) -> str:
             with open(f, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
+        _verify_loads(spec)  # once per weights and process: a run must never find them unloadable
         _FINGERPRINTS[stamp] = h.hexdigest()[:16]
     return _FINGERPRINTS[stamp]
+
+
+def _verify_loads(spec: str) -> None:
+    """Load the weights once, as a run will, so that keys that do not fit the architecture are refused at
+    validation (one line, nothing written) rather than by the first run."""
+    config, _, where = read_config(spec)
+    if _on_meta():
+        return
+    if config.model_type == "vit":
+        from transformers import ViTModel
+
+        load_pretrained(ViTModel, where, spec, add_pooling_layer=False)
+        return
+    from transformers import AutoModel
+
+    load_pretrained(AutoModel, where, spec, **_encoder_kwargs(config))
+
+
+def load_pretrained(cls: Any, where: Path, spec: str, **kwargs: Any) -> nn.Module:
+    """``cls.from_pretrained(where)`` that loads every weight the architecture declares, or is refused in one
+    line naming the missing, unexpected and mis-shaped keys (transformers would start the missing ones from
+    random numbers and say so only at a log level retain hides). ``pooler.*`` may go unused: retain pools
+    itself."""
+    try:
+        model, info = cls.from_pretrained(where, local_files_only=True, output_loading_info=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - a file that passed the checks but does not load: its fault
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ConfigError(f"backbone hf:{spec}: cannot load the weights in {where} ({type(exc).__name__}: "
+                          f"{first[:300]})") from None
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(k for k in info.get("unexpected_keys") or [] if "pooler." not in k)
+    wrong = sorted(str(k[0]) if isinstance(k, (tuple, list)) else str(k) for k in info.get("mismatched_keys") or [])
+    if missing or unexpected or wrong:
+        parts = [f"{label} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        raise ConfigError(f"backbone hf:{spec}: the weights in {where} do not fit its config.json: {'; '.join(parts)}; "
+                          "retain does not start a pretrained model from random weights")
+    return model
 
 
 def image_shape_of(input_shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
@@ -267,23 +352,80 @@ def _hf_factory(name: str):
     spec = name[len(HF_PREFIX):]
 
     def factory(input_shape: tuple[int, ...], num_classes: int, input_mean: tuple[float, ...] | None = None,
-                input_std: tuple[float, ...] | None = None) -> HFViT:
-        """A transformers ViT from a local directory or the Hugging Face cache (never downloaded).
+                input_std: tuple[float, ...] | None = None, mode: str = "full", pooling: str = "auto",
+                lora_r: int = 8, lora_alpha: float = 16.0, lora_dropout: float = 0.0,
+                lora_targets: str = "auto") -> nn.Module:
+        """A pretrained transformers model from a local directory or the Hugging Face cache (never
+        downloaded): a ViT for images, a text encoder (BERT family, with its tokenizer) for text.
 
-        Options: input_mean, input_std (the benchmark's own standardisation, undone first)."""
+        Options: mode (full: every weight trains; frozen: only the head; lora: LoRA adapters on the
+        attention's query and value, or lora_targets, through PEFT), lora_r, lora_alpha, lora_dropout;
+        text: pooling (auto: the directory's sentence-transformers pooling, else cls; mean; cls);
+        images: input_mean, input_std (the benchmark's own standardisation, undone first)."""
         if not spec:
             raise ConfigError("hf: needs a directory or model id, e.g. --backbone hf:pretrained/vit-mnist")
+        modality = modality_of(spec)
         config, processor, where = read_config(spec)
+        lora = {"lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "lora_targets": lora_targets}
+        if modality == "text":
+            if input_mean is not None or input_std is not None:
+                raise ConfigError(f"backbone {name}: input_mean and input_std are image options; {name} is a text "
+                                  "encoder")
+            return _text_encoder(spec, config, where, num_classes, mode, pooling, lora)
+        if pooling != "auto":
+            raise ConfigError(f"backbone {name}: pooling is a text option; {name} is a Vision Transformer")
         from transformers import ViTModel
 
         if _on_meta():  # parameter count only: the architecture, no weights read
             vit = ViTModel(config, add_pooling_layer=False)
         else:
-            vit = ViTModel.from_pretrained(where, local_files_only=True, add_pooling_layer=False)
-        return build_hf_vit(vit, processor, input_shape, num_classes, name, input_mean, input_std)
+            vit = load_pretrained(ViTModel, where, spec, add_pooling_layer=False)
+        model = build_hf_vit(vit, processor, input_shape, num_classes, name, input_mean, input_std)
+        set_mode(model, model.vit, mode, where=name, **lora)
+        return model
 
     factory.fingerprint = lambda: fingerprint(spec)  # type: ignore[attr-defined]  # see RunConfig.resolve
+    factory.modality = lambda: modality_of(spec)  # type: ignore[attr-defined]
+    factory.tokenizer = spec  # type: ignore[attr-defined]  # a text benchmark's default tokenizer
+    factory.check_tokenizer = lambda other: _check_other_tokenizer(spec, other)  # type: ignore[attr-defined]
     return factory
+
+
+def _check_other_tokenizer(spec: str, other: str) -> None:
+    from retain.data.text import load_tokenizer
+    from retain.models.text import check_tokenizer_fits
+
+    config, _, where = read_config(spec)
+    tokenizer, _ = load_tokenizer(other, what="benchmark option tokenizer=")
+    check_tokenizer_fits(tokenizer, config, f"hf:{spec}", other)
+
+
+def _encoder_kwargs(config: Any) -> dict[str, Any]:
+    """retain pools itself: the pooler of the BERT-like models that have one is not built."""
+    return {"add_pooling_layer": False} if config.model_type in ("bert", "roberta", "xlm-roberta", "camembert") else {}
+
+
+def _text_encoder(spec: str, config: Any, where: Path, num_classes: int, mode: str, pooling: str,
+                  lora: dict[str, Any]) -> nn.Module:
+    from transformers import AutoModel
+
+    from retain.data.text import load_tokenizer
+    from retain.models.text import POOLINGS, TextEncoder, check_tokenizer_fits, pad_id_of, sentence_pooling
+
+    if pooling not in POOLINGS:
+        raise ConfigError(f"backbone hf:{spec}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    tokenizer, _ = load_tokenizer(spec, what="backbone hf:")
+    check_tokenizer_fits(tokenizer, config, f"hf:{spec}", str(where))
+    # retain pools itself: the pooler of the BERT-like models that have one is not built
+    kwargs = _encoder_kwargs(config)
+    if _on_meta():
+        encoder = AutoModel.from_config(config, **kwargs)
+    else:
+        encoder = load_pretrained(AutoModel, where, spec, **kwargs)
+    model = TextEncoder(encoder, num_classes, pooling=sentence_pooling(where) if pooling == "auto" else pooling,
+                        pad_id=pad_id_of(tokenizer))
+    set_mode(model, model.encoder, mode, where=f"hf:{spec}", **lora)
+    return model
 
 
 def new_vit(image: tuple[int, int, int], *, patch: int, dim: int, depth: int, heads: int, mlp_ratio: float):

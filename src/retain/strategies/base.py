@@ -71,6 +71,10 @@ class Strategy:
     data_parallel: ClassVar[bool] = True
     #: Why the class does not support data-parallel training, for the error message.
     ddp_note: ClassVar[str] = ""
+    #: The kinds of benchmark input it works on ("image", "text"); another kind is refused before any run.
+    modalities: ClassVar[tuple[str, ...]] = ("image", "text")
+    #: Why it does not take the kinds it leaves out, for that message.
+    modality_note: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, config: StrategyConfig, *, make_optimizer: OptimizerFactory,
                  num_classes: int, device: torch.device | str = "cpu", amp: str | None = None):

@@ -75,14 +75,11 @@ class OnlineLoRAConfig(StrategyConfig):
 
 
 def _targets(model: nn.Module, spec: str) -> list[str]:
-    """Module names to adapt: ``spec`` as given, or query/value projections when the model has
-    them (a ViT: retain's, or transformers' through hf:), else every nn.Linear except the classifier ``head``."""
-    if spec != "auto":
-        return [s.strip() for s in spec.split(",") if s.strip()]
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    # query/value in retain's ViT and transformers < 5; q_proj/v_proj in transformers >= 5 (hf:DIR)
-    qv = [n for n in names if n.rsplit(".", 1)[-1] in ("query", "value", "q_proj", "v_proj")]
-    return qv or [n for n in names if n != "head" and not n.startswith("head.")]
+    """Module names to adapt (:func:`retain.models.lora.lora_targets`: query/value projections when the
+    model has them, else every nn.Linear except the classifier ``head``)."""
+    from retain.models.lora import lora_targets
+
+    return lora_targets(model, spec)
 
 
 def attach_lora(model: nn.Module, cfg: OnlineLoRAConfig) -> None:

@@ -1,6 +1,8 @@
 """Shared pieces of the regularisation strategies: the Fisher information from per-sample
 gradients (``torch.func``: ``functional_call`` + ``vmap`` + ``grad``, no Python loop over samples)
-and the quadratic penalty sum_i w_i (theta_i - theta*_i)^2.
+and the quadratic penalty sum_i w_i (theta_i - theta*_i)^2. A model that sets ``per_sample_loop``
+(the text encoders: each row at its own length, which vmap cannot trace) takes one backward pass per
+(sample, label) row instead, adding each squared gradient into the sum (no per-row copies kept).
 
 The three Fisher estimates follow van de Ven (arXiv 2502.11756):
 
@@ -83,6 +85,13 @@ def _fisher(model: nn.Module, x: Tensor, y: Tensor, kind: str, chunk: int,
     # Data-parallel: every rank drew the same rows (and labels); each takes the per-row gradients of
     # its own contiguous piece, and the sums are added over the ranks.
     start, stop = distributed.bounds(len(xs))
+    if getattr(model, "per_sample_loop", False):  # a model vmap cannot trace (a text encoder's dynamic padding)
+        params = trainable(model)
+        for i in range(start, stop):
+            loss = F.cross_entropy(model(xs[i: i + 1]), labels[i: i + 1])
+            for f, g in zip(fisher.values(), torch.autograd.grad(loss, list(params.values())), strict=True):
+                f.add_(g.pow(2), alpha=float(weights[i]))
+        return {n: f / n_samples for n, f in distributed.sum_(fisher).items()}
     for i in range(start, stop, chunk):
         end = min(i + chunk, stop)
         sq = _per_pair_sq_grads(model, xs[i: end], labels[i: end])

@@ -73,6 +73,8 @@ class PromptStrategy(Strategy):
     needs_boundaries = True  # the training mask and (CODA) the growing pool follow the tasks
     family = "adapter"
     default_study = False  # their premise is a pretrained ViT, which the default benchmark lacks
+    modalities = ("image",)
+    modality_note = "its prompts are patch tokens of a ViT read in steps (hf:DIR of a ViT, or hf-vit)"
     #: Adam, the papers' optimiser, at a rate that suits it; a transformers ViT, since prompts need tokens.
     run_defaults: ClassVar[dict[str, Any]] = {"optimizer": "adam", "lr": 0.01, "backbone": "hf-vit"}
 

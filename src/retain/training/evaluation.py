@@ -35,10 +35,13 @@ def accuracy(model: nn.Module, exp: Experience, *, task_il: bool, num_classes: i
 
 def evaluate_all(model: nn.Module, experiences: list[Experience], *, task_il: bool,
                  num_classes: int) -> list[float]:
-    """Accuracy on every task, seen and unseen, with the model in eval mode (restored after)."""
+    """Accuracy on every task, seen and unseen, with the model in eval mode (restored after). A model
+    may name the test rows it scores at once (``eval_batch_size``: a text encoder's attention maps
+    grow with it)."""
     was_training = model.training
     model.eval()
+    batch = int(getattr(model, "eval_batch_size", 2048))
     try:
-        return [accuracy(model, e, task_il=task_il, num_classes=num_classes) for e in experiences]
+        return [accuracy(model, e, task_il=task_il, num_classes=num_classes, batch_size=batch) for e in experiences]
     finally:
         model.train(was_training)

@@ -16,7 +16,7 @@ import torch
 
 from retain import distributed
 from retain.benchmarks import make_benchmark
-from retain.benchmarks.base import Benchmark, Experience, TrainBatch, gather_train
+from retain.benchmarks.base import Benchmark, Experience, TrainBatch, bucketed, gather_train
 from retain.benchmarks.blur import blurred_batches
 from retain.config.run import RunConfig, RunSpec, as_spec
 from retain.errors import ConfigError, DivergedError
@@ -108,7 +108,10 @@ def iter_batches(exps: list[Experience], batch_size: int, gen: torch.Generator) 
     """Shuffled batches over the union of ``exps``; each sample gets its own task's transform. In a
     data-parallel run, this rank's piece of each global batch (the same global order on every rank)."""
     if len(exps) == 1:  # the order is drawn on the CPU (same numbers on every device), used where the data is
-        perm = torch.randperm(exps[0].num_train, generator=gen).to(exps[0].train_x.device, non_blocking=True)
+        perm = torch.randperm(exps[0].num_train, generator=gen)
+        if exps[0].lengths is not None:  # text: batches of similar lengths, little padding
+            perm = bucketed(perm, exps[0].lengths, batch_size, gen)
+        perm = perm.to(exps[0].train_x.device, non_blocking=True)
         for i in range(0, len(perm), batch_size):
             yield gather_train([(exps[0], distributed.shard(perm[i: i + batch_size]))])
         return
@@ -116,6 +119,8 @@ def iter_batches(exps: list[Experience], batch_size: int, gen: torch.Generator) 
     owner = torch.repeat_interleave(torch.arange(len(exps)), sizes)
     local = torch.cat([torch.arange(n) for n in sizes.tolist()])
     perm = torch.randperm(len(owner), generator=gen)
+    if all(e.lengths is not None for e in exps):
+        perm = bucketed(perm, torch.cat([e.lengths for e in exps]), batch_size, gen)
     for i in range(0, len(perm), batch_size):
         sel = distributed.shard(perm[i: i + batch_size])
         yield gather_train([(exps[k], local[sel[owner[sel] == k]]) for k in owner[sel].unique().tolist()])
