@@ -494,7 +494,8 @@ def test_balanced_products_give_each_members_own_product(threads):
 def test_shared_rows_list_each_drawn_item_once():
     """DER++'s two draws as one list of rows (retain.ensemble.replay.shared_rows): the first draw's
     slots first, in order; every slot of the second draw found at its row; no slot listed twice
-    before the padding; the list as long as the member with the most distinct slots needs."""
+    before the padding; the list 2k long for every member, whatever the others drew (so no
+    member's products depend on its companions)."""
     from retain.ensemble.replay import shared_rows
 
     gen = torch.Generator().manual_seed(0)
@@ -505,10 +506,28 @@ def test_shared_rows_list_each_drawn_item_once():
         assert torch.equal(slots[:, :k], first)
         assert torch.equal(slots.gather(1, rows), second)
         distinct = [len(set(f.tolist()) | set(s.tolist())) for f, s in zip(first, second)]
-        assert slots.shape[1] == max(distinct)
+        assert slots.shape[1] == 2 * k
         for m in range(5):
             assert len(set(slots[m, : distinct[m]].tolist())) == distinct[m]
-    assert shared_rows(first, first, 40)[0].shape[1] == 16  # the same draw twice: nothing added
+            assert (slots[m, distinct[m]:] == first[m, 0]).all()  # the padding repeats the first slot
+        assert torch.equal(shared_rows(first[:2], second[:2], capacity)[0], slots[:2])  # the same whatever N
+    assert shared_rows(first, first, 40)[0].shape[1] == 32  # the same draw twice: padded all the same
+
+
+def test_a_members_numbers_do_not_depend_on_the_size_of_its_ensemble():
+    """Seed 0 trained with seed 1, or with seeds 1 to 4, ends bit-identical (weights and matrix):
+    DER++ with a large buffer and replay batch, where the members' shared draws differ the most,
+    on inputs as wide as MNIST's (narrower products happened to round alike)."""
+    runs = {}
+    for n in (2, 5):
+        weights: dict = {}
+        cfgs = [RunConfig(strategy="derpp", benchmark="synthetic", seed=s, tasks=2, epochs=1, batch_size=128,
+                          device="cpu", benchmark_options={"dim": 784, "per_class": 400},
+                          params={"buffer_size": 500, "replay_batch_size": 128}).resolve() for s in range(n)]
+        results = run_ensemble(cfgs, hooks=lambda cfg, _w=weights: [snapshot(_w)] if cfg.seed == 0 else [])
+        runs[n] = (results[0].acc_matrix, weights[0][-1]["params"])
+    assert runs[2][0] == runs[5][0]
+    assert all(torch.equal(runs[2][1][k], runs[5][1][k]) for k in runs[2][1])
 
 
 def test_planned_draws_are_the_draws_made_step_by_step():

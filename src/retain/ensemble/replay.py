@@ -89,7 +89,7 @@ class EnsembleDER(EnsembleReplay):
     DER++'s two draws (the MSE batch and the CE batch, each ``k`` distinct items of one buffer)
     share items: ``k * k / capacity`` per member in expectation (33 of 128 with 500). Each item
     a member drew goes through the network once: the rows are [current; MSE draw; CE items not in
-    the MSE draw; padding up to the largest member's count], and the CE term reads its items'
+    the MSE draw; padding up to 2k, whatever the other members drew], and the CE term reads its items'
     rows wherever they are (:meth:`ForwardPass.cross_entropy` with rows ``[N, k]``), so a shared
     row gets both terms' gradients. Each row's outputs are the same function of its input either
     way (no batch statistics); only the products' rounding may differ."""
@@ -134,9 +134,15 @@ class EnsembleDER(EnsembleReplay):
 
 def shared_rows(first: Tensor, second: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
     """Two draws of distinct slots per member (``[N, k]`` each, on the host) as one list of rows:
-    (slots ``[N, k + e]``: ``first``, then the slots of ``second`` not in ``first`` in their order,
-    then ``first``'s first slot repeated up to the longest member's list; the row of each of
-    ``second``'s slots in that list ``[N, k]``). In numpy: a few hundred numbers a step."""
+    (slots ``[N, 2k]``: ``first``, then the slots of ``second`` not in ``first`` in their order,
+    then ``first``'s first slot repeated up to ``2k``; the row of each of ``second``'s slots in
+    that list ``[N, k]``). In numpy: a few hundred numbers a step.
+
+    Every member gets ``2k`` rows, what no sharing would need, rather than as many as the member
+    with the most distinct items: the padding rows add exact zeros to the weight gradients, but
+    the number of rows a product sums over sets its blocking and so its rounding, and a count
+    taken over the members would make one member's numbers depend on which others share its
+    ensemble (``--seeds 3`` and ``--seeds 5`` gave seed 0 different matrices)."""
     first_np, second_np = first.numpy(), second.numpy()
     n, k = first_np.shape
     members = np.arange(n)[:, None]
@@ -145,7 +151,7 @@ def shared_rows(first: Tensor, second: Tensor, capacity: int) -> tuple[Tensor, T
     in_first = np.take_along_axis(at, second_np, 1)
     new = in_first < 0
     order = k + new.cumsum(1) - 1  # where each new slot goes, after first's k rows
-    extra = int(new.sum(1).max())
+    extra = k  # as if no item were shared: a count that no other member changes (see the docstring)
     slots = np.repeat(first_np[:, :1], k + extra + 1, 1)
     slots[:, :k] = first_np
     slots[members, np.where(new, order, k + extra)] = second_np  # slots already listed land on the spare column
