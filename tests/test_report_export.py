@@ -51,7 +51,7 @@ def test_csv_parses_back_to_the_measured_numbers(store):
 
 
 def test_latex_has_one_row_a_method_and_escapes_labels(store):
-    tex = render_table(store, "latex")
+    tex = render_table(store, "latex", full_latex=True)
     body = re.search(r"\\midrule\n(.*?)\n\\bottomrule", tex, re.S).group(1).splitlines()
     assert len(body) == 4 and all(line.endswith(r"\\") for line in body)
     assert "\\begin{tabular}{l" + "r" * 11 + "}" in tex
@@ -59,7 +59,9 @@ def test_latex_has_one_row_a_method_and_escapes_labels(store):
     assert all(len(line[:-2].split(" & ")) == len(header) for line in body)
     mean, half = confidence_interval([40.0, 50.0, 60.0])
     assert f"${mean:.1f} \\pm {half:.1f}$" in body[0]
-    assert body[-2].startswith(r"ewc (ewc\_lambda=1.0) & 2 & $") and "($n{=}2$)" in body[-2]
+    assert body[1].startswith(r"ewc (ewc\_lambda=1.0) & 2 & $") and "($n{=}2$)" in body[1]
+    assert [line.split(" & ")[0] for line in body] == ["naive", r"ewc (ewc\_lambda=1.0)", r"ewc (ewc\_lambda=10.0)",
+                                                        "joint"]  # naive first, the upper bound last
     assert latex_escape("a_b & 5% #1 {x}") == r"a\_b \& 5\% \#1 \{x\}"
 
 
@@ -91,6 +93,17 @@ def test_setup_table_names_the_scenario_used(tmp_path, monkeypatch):
     md = write_report(s, tmp_path / "b", benchmark="permuted-mnist")["markdown"].read_text()
     assert "| naive | domain-il |" in md
     data._default_scenario.cache_clear()
+
+
+def test_the_default_latex_table_fits_a_paper_column_and_the_full_one_is_on_request(store, tmp_path, capsys):
+    tex = render_table(store, "latex")
+    assert "\\begin{tabular}{lrr}" in tex and "\\small" in tex and "\\begin{table}[t]" in tex
+    header = re.search(r"\\toprule\n(.*?) \\\\", tex).group(1).split(" & ")
+    assert header == ["Method", "avg acc \\%", "forgetting \\%"]
+    out = tmp_path / "t"
+    assert main(["report", str(store.path), "--out", str(out), "--format", "latex", "--latex-full"]) == 0
+    full = (out / "results.tex").read_text()
+    assert "\\begin{table*}[t]" in full and "Trainable params" in full and "\\small" not in full
 
 
 def test_report_command_formats(store, tmp_path, capsys):

@@ -33,14 +33,15 @@ TERMINAL_METRICS = ("avg_acc", "forgetting", "learning_acc", "bwt")
 SHORT_TITLES = {"learning_acc": "learn acc %"}
 
 
-def results_table(records: list[dict[str, Any]], title: str = "Results", order: list[str] | None = None) -> Table:
+def results_table(records: list[dict[str, Any]], title: str = "Results") -> Table:
     """Mean ± 95% CI half-width over seeds/orders of each (benchmark, strategy) group of finished
     runs (the mean and n under 3 runs); "—" for a metric a strategy does not define (joint).
     Metrics are computed from each run's accuracy matrix (:mod:`retain.metrics.registry`).
     ``time s`` is the mean wall time of a run; a run trained in a vectorised ensemble of N
     (``--seeds`` batched) has the ensemble's time / N, marked ``*N`` (its share, without a spread
     of its own). Without borders and with short titles the built-in columns fit 80 characters.
-    Rows follow ``order`` (strategy names; the report's and the plots' order), else by name."""
+    Rows are in :func:`retain.report.style.method_order` (naive first, the upper bounds last), the
+    order of the report's tables and plots too."""
     from retain.report.data import ensemble_size
 
     groups: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
@@ -61,9 +62,11 @@ def results_table(records: list[dict[str, Any]], title: str = "Results", order: 
                   padding=(0, 1), pad_edge=False, header_style="bold underline")
     for col in ("strategy", "runs", *(SHORT_TITLES.get(m.name, m.title) for m in shown), "time s"):
         table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=col != "strategy")
-    rank = {name: i for i, name in enumerate(order or [])}
-    for (bench, strat), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], rank.get(kv[0][1], len(rank)),
-                                                                      kv[0][1])):
+    from retain.report.style import method_order
+
+    benches = list(dict.fromkeys(b for b, _ in groups))
+    for (bench, strat), rs in sorted(groups.items(), key=lambda kv: (benches.index(kv[0][0]),
+                                                                      method_order(kv[0][1]))):
         label = strat if len({b for b, _ in groups}) == 1 else f"{bench}/{strat}"
         cells = [_fmt([r[m.name] for r in rs if m.name in r], scale=m.scale, digits=m.digits) for m in shown]
         n = sorted(sizes[(bench, strat)])

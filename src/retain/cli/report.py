@@ -25,7 +25,15 @@ def add_parser(sub) -> None:
                    help="what to write (repeatable; default markdown and html): markdown = report.md with "
                         "plots/*.png, html = report.html (self-contained), csv = results.csv (one row per benchmark "
                         "and method; <measure>_mean and <measure>_ci95 columns, ci95 empty under 3 runs), "
-                        "latex = results.tex (a booktabs table per benchmark)")
+                        "latex = results.tex (a booktabs table per benchmark: compact, method, average accuracy and "
+                        "forgetting, a paper column wide; --latex-full for every column)")
+    p.add_argument("--latex-full", action="store_true",
+                   help="the LaTeX table with every column of the results table (a table* across the page)")
+    p.add_argument("--plot-format", action="append", choices=("png", "pdf", "svg"), dest="plot_formats",
+                   help="also save every plot in this format beside its PNG, repeatable (pdf, svg: vector, for a "
+                        "paper); the report shows the PNGs")
+    p.add_argument("--dpi", type=int, help="resolution of the PNG plots (default 110: the HTML page's width; "
+                                           "300 for print)")
     p.add_argument("--study", action="append", help="only runs of this study (repeatable)")
     p.add_argument("--benchmark", action="append", help="only runs on this benchmark (repeatable)")
     p.add_argument("--strategy", action="append", help="only runs of this strategy (repeatable)")
@@ -51,12 +59,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.out == "-":
         if len(formats) != 1 or formats[0] not in ("csv", "latex"):
             raise ConfigError("--out - prints one table: use it with exactly one of --format csv, --format latex")
-        sys.stdout.write(render_table(store, formats[0], **filters))
+        sys.stdout.write(render_table(store, formats[0], **filters, full_latex=args.latex_full))
         return 0
     out = Path(args.out) if args.out else path.parent
     _check_writable(out)
     paths = write_report(store, out, **filters, title=args.title or ", ".join(args.study or []),
-                         tensorboard=args.tensorboard, formats=formats)
+                         tensorboard=args.tensorboard, formats=formats, plot_formats=tuple(args.plot_formats or ()),
+                         dpi=args.dpi, full_latex=args.latex_full)
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0

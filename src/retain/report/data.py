@@ -114,7 +114,8 @@ def _flat(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def group_runs(runs: list[dict[str, Any]]) -> dict[str, list[Group]]:
-    """Benchmark -> its groups, in the order their first run was recorded."""
+    """Benchmark -> its groups (benchmarks in the order their first run was recorded; groups in
+    :func:`retain.report.style.method_order`, the order of the terminal table too)."""
     groups: dict[str, Group] = {}
     for r in runs:
         sig = f"{r['benchmark']}|{_signature(r)}"
@@ -124,8 +125,11 @@ def group_runs(runs: list[dict[str, Any]]) -> dict[str, list[Group]]:
     by_bench: dict[str, list[Group]] = defaultdict(list)
     for g in groups.values():
         by_bench[g.benchmark].append(g)
+    from retain.report.style import method_order
+
     for gs in by_bench.values():
         _label(gs)
+        gs.sort(key=lambda g: method_order(g.strategy, g.label))
     return dict(by_bench)
 
 

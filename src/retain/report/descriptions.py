@@ -7,6 +7,7 @@ subclass that says nothing would otherwise be described as its parent."""
 from __future__ import annotations
 
 import inspect
+import re
 
 NONE = "—"
 
@@ -24,6 +25,12 @@ def _own(strategy: str, attribute: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def markdown_inline(text: str) -> str:
+    """A docstring's reStructuredText inline markup as the report's Markdown: ``beta > 0`` and
+    :class:`Name` become `beta > 0` and `Name` (code spans, which the HTML renders as code too)."""
+    return re.sub(r"``([^`]+)``", r"`\1`", re.sub(r":[\w:]+:`~?([^`]+)`", r"`\1`", text))
+
+
 def first_paragraph(doc: str | None) -> str:
     """The first paragraph of a docstring, its lines joined into one ("" for none)."""
     text = inspect.cleandoc(doc or "")
@@ -33,10 +40,11 @@ def first_paragraph(doc: str | None) -> str:
 def summary(strategy: str) -> str:
     """What the strategy does: its ``description``, else its docstring's first paragraph ("—"
     when it has neither or is not installed)."""
-    return " ".join(_own(strategy, "description").split()) or first_paragraph(_own(strategy, "__doc__")) or NONE
+    text = " ".join(_own(strategy, "description").split()) or first_paragraph(_own(strategy, "__doc__"))
+    return markdown_inline(text) or NONE
 
 
 def cost(strategy: str) -> str:
     """What the strategy costs in memory and compute beyond naive fine-tuning ("—" when it does
     not say)."""
-    return " ".join(_own(strategy, "cost").split()) or NONE
+    return markdown_inline(" ".join(_own(strategy, "cost").split())) or NONE

@@ -54,22 +54,34 @@ def _latex_cell(values: list[float], digits: int) -> str:
     return f"${mean:.{digits}f} \\pm {half:.{digits}f}$"
 
 
-def results_latex(by_bench: dict[str, list[Group]]) -> str:
-    """A booktabs ``table`` per benchmark, one row per method."""
-    out = ["% retain results; needs \\usepackage{booktabs}. +/- is the 95% Student-t CI half-width over runs."]
-    columns = measures()
+#: The compact table's columns (it fits one column of a two-column paper): the headline metrics.
+COMPACT = ("avg_acc_pct", "forgetting_pct")
+
+
+def results_latex(by_bench: dict[str, list[Group]], *, full: bool = False) -> str:
+    """A booktabs ``table`` per benchmark, one row per method: by default compact (method,
+    average accuracy and forgetting, in ``\\small`` type: one column of a paper); ``full``: every
+    measure of the results table, runs and trainable parameters (a ``table*`` across the page)."""
+    out = ["% retain results; needs \\usepackage{booktabs}. +/- is the 95% Student-t CI half-width over runs."
+           + ("" if full else " Compact; `retain report --format latex --latex-full` writes every column.")]
+    columns = measures() if full else tuple(m for m in measures() if m.key in COMPACT)
     for bench, groups in by_bench.items():
-        header = ["Method", "Runs"] + [latex_escape(m.title) for m in columns] + ["Trainable params"]
-        out += ["\\begin{table}[t]", "\\centering",
+        if full:
+            header = ["Method", "Runs"] + [latex_escape(m.title) for m in columns] + ["Trainable params"]
+        else:
+            header = ["Method"] + [latex_escape(m.title) for m in columns]
+        env = "table*" if full else "table"
+        out += [f"\\begin{{{env}}}[t]", "\\centering"] + ([] if full else ["\\small"]) + [
                 f"\\caption{{Results on {latex_escape(bench)}: mean $\\pm$ half-width of the 95\\% Student-$t$ "
                 f"confidence interval over runs (mean and $n$ only under {MIN_RUNS_FOR_INTERVAL} runs).}}",
                 f"\\label{{tab:retain-{''.join(c if c.isalnum() else '-' for c in bench)}}}",
                 "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
                 " & ".join(header) + " \\\\", "\\midrule"]
         for g in groups:
-            cells = [latex_escape(g.label), str(len(g.runs))]
+            cells = [latex_escape(g.label)] + ([str(len(g.runs))] if full else [])
             cells += [_latex_cell(m.values(g, groups), m.digits) for m in columns]
-            cells.append(latex_escape(params_of(g)).replace(",", "{,}"))
+            if full:
+                cells.append(latex_escape(params_of(g)).replace(",", "{,}"))
             out.append(" & ".join(cells) + " \\\\")
-        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+        out += ["\\bottomrule", "\\end{tabular}", f"\\end{{{env}}}", ""]
     return "\n".join(out)

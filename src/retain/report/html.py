@@ -35,7 +35,7 @@ def _inline(text: str) -> str:
 def table(t: Table) -> str:
     al = t.alignment()
     head = "".join(f'<th class="{a}">{escape(h)}</th>' for h, a in zip(t.header, al))
-    body = "".join("<tr>" + "".join(f'<td class="{a}">{escape(str(c))}</td>' for c, a in zip(row, al)) + "</tr>"
+    body = "".join("<tr>" + "".join(f'<td class="{a}">{_inline(str(c))}</td>' for c, a in zip(row, al)) + "</tr>"
                    for row in t.rows)
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 

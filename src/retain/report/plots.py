@@ -120,10 +120,51 @@ def _band(values: np.ndarray) -> np.ndarray | None:
     return np.array([confidence_interval(col)[1] for col in values.T])
 
 
+#: Up to this many methods share one panel of average accuracy; past it each gets its own panel
+#: (its band in colour over the others' means in grey): nine overlapping bands are unreadable.
+BANDS_IN_ONE = 5
+
+
+def _average_panels(groups: list[Group], path: Path, styles: Styles) -> Path:
+    """One small panel per method: its mean and 95% band, every other method's mean in grey."""
+    fig, axes = _panels(groups, 2.4, sharey=True, sharex=True)
+    means = {g.label: (np.arange(1, c.shape[1] + 1), c.mean(0) * 100) for g in groups
+             if (c := g.curves()) is not None}
+    T_max = max([len(x) for x, _ in means.values()] + [1])
+    for ax, g in zip(axes.flat, groups):
+        colour, marker = styles[g.label]
+        for label, (x, mean) in means.items():
+            if label != g.label:
+                ax.plot(x, mean, color="#c9ced4", lw=1, zorder=1)
+        curves = g.curves()
+        if curves is None:  # final only (joint): its level
+            acc = np.array(g.values("avg_acc")) * 100
+            if len(acc):
+                ax.axhline(acc.mean(), color=colour, ls="--", lw=1.5)
+        else:
+            x, mean = means[g.label]
+            ax.plot(x, mean, marker=marker, ms=4 if len(x) <= 10 else 2, color=colour, zorder=3)
+            half = _band(curves * 100)
+            if half is not None:
+                ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.25, lw=0, zorder=2)
+        ax.set_title(_title(g.label))
+        ax.set_ylim(0, 103)
+        ax.set_xticks(task_ticks(T_max))
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("tasks trained")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("avg acc on seen %")
+    return save(fig, path)
+
+
 @styled
 def average_accuracy(groups: list[Group], path: Path, styles: Styles) -> Path:
     """Average accuracy over the tasks seen so far, after each task; band = 95% CI over runs
-    (none under 3 runs). A method measured only at the end (joint) is a dashed line at its level."""
+    (none under 3 runs). A method measured only at the end (joint) is a dashed line at its level.
+    Past :data:`BANDS_IN_ONE` methods, one panel each (the others' means in grey)."""
+    if len(groups) > BANDS_IN_ONE:
+        return _average_panels(groups, path, styles)
     fig, ax = plt().subplots(figsize=(PAGE_WIDTH, 4.6), layout="constrained")
     T_max = max([c.shape[1] for g in groups if (c := g.curves()) is not None] + [1])
     for g in groups:
@@ -142,9 +183,8 @@ def average_accuracy(groups: list[Group], path: Path, styles: Styles) -> Path:
         mean = curves.mean(0)
         ax.plot(x, mean, marker=marker, ms=5 if len(x) <= 10 else 3, color=colour, label=g.label)
         half = _band(curves)
-        if half is not None:  # fainter the more bands overlap
-            ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.15 if len(groups) <= 5 else 0.06,
-                            lw=0)
+        if half is not None:
+            ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.15, lw=0)
     ax.set_xticks(task_ticks(T_max))
     ax.set_xlabel("tasks trained")
     ax.set_ylabel("average accuracy on seen tasks %")
@@ -161,7 +201,8 @@ FIGURES = [
     ("heatmaps", "Accuracy matrix per method (mean over runs; %). Grey: tasks not trained yet", heatmaps),
     ("task-accuracy", "Each task's accuracy over the sequence (mean over runs)", task_accuracy),
     ("average-accuracy", "Average accuracy on the tasks seen so far, after each task (band: 95% CI over runs, "
-                         "shown from 3 runs)", average_accuracy),
+                         "shown from 3 runs; past 5 methods one panel each, the others' means in grey)",
+     average_accuracy),
     ("accuracy-forgetting", "Final average accuracy and forgetting per method (bar: mean; whisker: 95% CI, "
                             "shown from 3 runs; dots: single runs)", accuracy_forgetting_bars),
     ("accuracy-vs-cost", "Final average accuracy against training time and peak memory per run, log axes "

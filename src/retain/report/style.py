@@ -3,6 +3,7 @@ legible there, and one colour and marker per method for the whole report."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,6 +23,16 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#b2df8a", "#1b9e77", "#fb9a99", "#0804f9")
 #: A second cue beside colour (for readers who do not tell the colours apart, and past 20 methods).
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "<", ">", "h", "p", "*", "d", "8", "H")
+
+
+def method_order(strategy: str, label: str = "") -> tuple[int, str]:
+    """The sort key that puts methods in one order in the terminal table, every report table and
+    every plot, whatever order their runs finished in: naive (the lower bound) first, then the
+    methods by name, then the upper bounds (joint, cumulative)."""
+    from retain.diagnostics.advice import is_bound
+
+    rank = 0 if strategy == "naive" else 2 if is_bound(strategy) else 1
+    return rank, label or strategy
 
 
 def method_styles(labels: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -50,8 +61,34 @@ def styled(draw: Callable[..., Path]) -> Callable[..., Path]:
     return wrapper
 
 
+#: What :func:`save` writes beside each PNG, and at what resolution (:func:`output` sets them).
+VECTOR_FORMATS = ("pdf", "svg")
+_OUTPUT: dict = {"formats": (), "dpi": DPI}
+
+
+@contextlib.contextmanager
+def output(formats: Iterable[str] = (), dpi: int | None = None):
+    """While the report draws: also save each figure as these vector formats (``pdf``, ``svg``)
+    beside its PNG, and the PNG at ``dpi`` (default :data:`DPI`, the HTML page's size)."""
+    formats = tuple(dict.fromkeys(f for f in formats if f != "png"))
+    unknown = sorted(set(formats) - set(VECTOR_FORMATS))
+    if unknown:
+        raise ValueError(f"unknown plot format(s) {', '.join(unknown)}; known: png, {', '.join(VECTOR_FORMATS)}")
+    before = dict(_OUTPUT)
+    _OUTPUT.update(formats=formats, dpi=dpi or DPI)
+    try:
+        yield
+    finally:
+        _OUTPUT.clear()
+        _OUTPUT.update(before)
+
+
 def save(fig, path: Path) -> Path:
+    """Save ``fig`` as the PNG ``path`` (at the :func:`output` DPI) and as each vector format asked
+    for, beside it with the same name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches=None)
+    fig.savefig(path, dpi=_OUTPUT["dpi"], bbox_inches=None)
+    for fmt in _OUTPUT["formats"]:
+        fig.savefig(path.with_suffix(f".{fmt}"), bbox_inches=None)
     plt().close(fig)
     return path
