@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The text table of docs/results.md: MiniLM-L6-v2 on the 4-task standard CL benchmark (class-IL),
+# O-LoRA's three task orders (Yelp for Yahoo), one seed each, a budget that fits 2 CPU cores:
+# 256 training and 128 test examples per task, 1 epoch, batch 16, max_length 128, Adam.
+#
+#     bash benchmarks/text_table.sh [OUT]        # OUT defaults to measure/text; resumes after a kill
+#     .venv/bin/python benchmarks/text_table.py OUT/retain.db
+#
+# Needs the model: python scripts/fetch-models.py (models/minilm-l6-v2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-measure/text}"
+RETAIN=".venv/bin/retain"
+COMMON=(--benchmark text-cl --backbone hf:models/minilm-l6-v2 --data-dir "${TEXT_CL:-../shared/data/text-cl}"
+        --benchmark-option train_per_task=256 --benchmark-option test_per_task=128
+        --benchmark-option max_length=128 --seeds 1 --out "$OUT" --quiet)
+for stream in standard-1 standard-2 standard-3; do
+  S=(--benchmark-option "stream=$stream")
+  # full fine-tuning: naive, replay, regularisers and the joint upper bound
+  "$RETAIN" run "${COMMON[@]}" "${S[@]}" --lr 3e-4 --strategy naive --strategy er --strategy derpp \
+      --strategy ewc --strategy lwf --strategy joint --buffer-size 200 --replay-batch-size 16 \
+      --fisher empirical --fisher-samples 128 --ewc-lambda 1000 --no-report
+  # sequential LoRA (PEFT, r 8, alpha 16 on query and value): the encoder's weights fixed
+  "$RETAIN" run "${COMMON[@]}" "${S[@]}" --lr 3e-3 --strategy naive --backbone-option mode=lora --no-report
+  # frozen sentence features: SimpleCIL (class means, cosine) and RanPAC (random projection, ridge)
+  "$RETAIN" run "${COMMON[@]}" "${S[@]}" --strategy ranpac --projection-dim 0 --classifier ncm --no-report
+  "$RETAIN" run "${COMMON[@]}" "${S[@]}" --strategy ranpac --no-report
+done
+"$RETAIN" report "$OUT/retain.db" --out "$OUT"
