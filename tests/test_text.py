@@ -325,3 +325,15 @@ def test_the_pool_and_the_batched_seed_plan_take_text_runs(tmp_path, text_tasks,
     with Store(out / "retain.db") as store:
         runs = store.runs()
     assert len(runs) == 2 and {r.seed for r in runs} == {0, 1}
+
+
+def test_retain_run_says_what_max_length_cut(tmp_path, text_tasks, tiny_bert):
+    from text_fixtures import write_tasks
+
+    write_tasks(text_tasks, long_every=5)
+    done = _cli("run", "--benchmark", f"text:{text_tasks}", "--backbone", f"hf:{tiny_bert}", "--strategy", "naive",
+                "--tasks", "1", "--benchmark-option", "max_length=32", "--out", str(tmp_path / "out"), "--workers", "1",
+                "--no-report")
+    assert done.returncode == 0, done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
+    assert "8 of 40 training and 4 of 20 test texts cut to 32 tokens (news 20%)" in said

@@ -275,10 +275,30 @@ def _study(args: argparse.Namespace):
     first = configs[0]
     bench = make_benchmark(first.benchmark, tasks=first.tasks, seed=0, scenario=first.scenario,
                            data_dir=first.data_dir, **first.benchmark_options)  # bad data fails here, early
+    note = truncation_note(bench)
+    if note:
+        from retain.cli.console import console
+
+        console.print(f"[yellow]note[/yellow]: {note}")
     for c in configs:
         c.check_fits(bench)  # e.g. a replay buffer larger than all the training data
         c.check_backbone(bench)  # options it cannot be built with, or too large a model
     return Study(name=args.study, configs=configs, command=_command(args))
+
+
+def truncation_note(bench) -> str | None:
+    """What a text benchmark cut to its max_length, in one line (None when nothing was cut): never silent."""
+    cut = bench.info.get("truncated")
+    if not cut:
+        return None
+    totals = {s: [sum(v[s][0] for v in cut.values()), sum(v[s][1] for v in cut.values())] for s in ("train", "test")}
+    if not totals["train"][0] and not totals["test"][0]:
+        return None
+    worst = sorted(((v["train"][0] / max(v["train"][1], 1), t) for t, v in cut.items()), reverse=True)[:3]
+    per = ", ".join(f"{t} {100 * f:.0f}%" for f, t in worst if f > 0)
+    return (f"{bench.name}: {totals['train'][0]:,} of {totals['train'][1]:,} training and {totals['test'][0]:,} of "
+            f"{totals['test'][1]:,} test texts cut to {bench.info['max_length']} tokens ({per or 'test only'}); "
+            "--benchmark-option max_length=N keeps more")
 
 
 def _workers(text: str) -> int | None:
