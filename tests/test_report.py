@@ -58,7 +58,7 @@ def store(tmp_path) -> Store:
     return s
 
 
-FIGURES = ("heatmaps", "task-accuracy", "average-accuracy", "accuracy-forgetting", "accuracy-vs-cost")
+FIGURES = ("heatmaps", "task-accuracy", "average-accuracy", "accuracy-forgetting", "accuracy-vs-cost", "memory")
 
 
 def test_markdown_holds_measured_numbers(store, tmp_path):

@@ -71,3 +71,22 @@ def test_average_accuracy_with_nine_methods_has_a_panel_each(tmp_path, monkeypat
     panels = [ax for ax in seen["fig"].axes if ax.axison]
     assert len(panels) == 9 and {ax.get_title() for ax in panels} == set(names)
     assert all(len(ax.collections) <= 1 for ax in panels)  # at most one band per panel
+
+
+def test_the_memory_figure_shows_what_the_method_holds_beside_process_memory(tmp_path, capsys):
+    from retain.cli.main import main
+    from retain.report.data import METHOD_STATE, attach_method_state
+
+    out = tmp_path / "o"
+    argv = ["run", "--benchmark", "synthetic", "--strategy", "naive", "--strategy", "er", "--buffer-size", "64",
+            "--seeds", "2", "--quiet", "--out", str(out)]  # er's two seeds train as one ensemble
+    assert main(argv) == 0
+    store = Store(out / "retain.db", readonly=True)
+    runs = store.runs()
+    attach_method_state(store, runs)
+    held = {(r.strategy, r.seed): r.extra[METHOD_STATE] for r in runs}
+    assert held[("naive", 0)] == held[("naive", 1)] == 0.0
+    buffer_mb = 64 * 16 * 4 / 2**20  # 64 samples of 16 float features, at least
+    assert all(held[("er", s)] >= buffer_mb for s in (0, 1)), held
+    assert (out / "plots" / "synthetic-memory.png").is_file()
+    assert "Memory the method holds itself" in (out / "report.md").read_text()

@@ -74,6 +74,36 @@ def activation_probes(model: nn.Module, x: Tensor, tau: float) -> dict[str, floa
     return out
 
 
+#: The entries of a strategy's state_dict that are the model's and the optimiser's, not the method's.
+_NOT_THE_METHODS = ("model", "optimizer", "scaler", "task")
+
+
+def _tensor_bytes(obj: Any, seen: set[int]) -> int:
+    if isinstance(obj, Tensor):
+        key = obj.untyped_storage().data_ptr() if obj.device.type != "meta" else id(obj)
+        if key in seen:  # a view or a second reference to storage already counted
+            return 0
+        seen.add(key)
+        return obj.untyped_storage().nbytes()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v, seen) for v in obj)
+    return 0
+
+
+def method_state_mb(strategy: Any) -> float:
+    """What the method itself holds beyond the model and its optimiser, in MiB: the tensors of its
+    checkpoint state (replay buffer with its logits, EWC's Fishers and anchors, SI's importances,
+    LwF's teacher, ...), each storage counted once. 0 for naive fine-tuning."""
+    try:
+        state = strategy.state_dict()
+    except Exception:  # noqa: BLE001 - a probe never fails a run
+        return 0.0
+    own = {k: v for k, v in state.items() if k not in _NOT_THE_METHODS} if isinstance(state, dict) else {}
+    return _tensor_bytes(own, set()) / 2**20
+
+
 class Probes:
     """Callable after-task hook for :func:`retain.training.loop.run_experiment` (one per run: it keeps
     the per-task embeddings and histories it needs)."""
@@ -92,7 +122,8 @@ class Probes:
         t, cfg, exps = ctx.task, self.cfg, ctx.benchmark.experiences
         exp, R = exps[t], ctx.acc_matrix
         family = getattr(ctx.strategy, "family", "other")  # advice fits the method (none for the bounds)
-        probes: dict[str, Any] = {"task": t, "learning_acc": R[t][t]}
+        probes: dict[str, Any] = {"task": t, "learning_acc": R[t][t],
+                                  "method_state_mb": method_state_mb(ctx.strategy)}
         # A strategy that trains once at the end (joint) has untrained rows before it: their
         # accuracies say nothing about forgetting or plasticity, so they raise no such event.
         learns = not getattr(ctx.strategy, "trains_once", False)

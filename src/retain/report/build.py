@@ -13,7 +13,7 @@ from retain.diagnostics.run_events import events_of
 from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL
 from retain.metrics.registry import BUILTIN, METRICS
 from retain.report import plots, tables
-from retain.report.data import Group, group_runs
+from retain.report.data import Group, attach_method_state, group_runs
 from retain.report.document import Block, Bullets, Code, Heading, Image, Para
 from retain.report.style import method_styles
 
@@ -83,6 +83,7 @@ def benchmark_section(store, benchmark: str, groups: list[Group], out: Path,
 def build_report(store, runs: list[dict[str, Any]], out: Path, *, title: str = "",
                  failed: list[dict[str, Any]] | None = None) -> list[Block]:
     """Every block of the report on ``runs``; writes the plots under ``out/plots``."""
+    attach_method_state(store, runs)  # for the memory figure: what each method holds beyond the model
     by_bench = group_runs(runs)
     title = title or ", ".join(sorted({r.study for r in runs} - {""}))
     revisions = sorted({r.revision for r in runs})

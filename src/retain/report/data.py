@@ -42,6 +42,8 @@ class Group:
         trainable_params."""
         if name in ("wall_seconds", "train_seconds", "peak_mem_mb", "trainable_params"):
             return [float(r[name]) for r in self.runs if r.get(name) is not None]
+        if name == METHOD_STATE:  # read from the stored probes (attach_method_state); absent in older runs
+            return [float(r.extra[name]) for r in self.runs if name in (r.get("extra") or {})]
         return [m[name] for m in self.metrics() if name in m]
 
     def ci(self, name: str) -> tuple[float, float] | None:
@@ -78,6 +80,22 @@ class Group:
         """The number of tasks of each run: its matrix's width, or the configured count."""
         return sorted({len(r.acc_matrix[-1]) if r.acc_matrix else int(r.config.get("tasks") or 0)
                        for r in self.runs})
+
+
+#: What the method itself holds beyond the model (MiB, the largest after any task): the probe of
+#: :func:`retain.diagnostics.probes.method_state_mb`.
+METHOD_STATE = "method_state_mb"
+
+
+def attach_method_state(store, runs: list[RunRecord]) -> None:
+    """Copy each run's largest ``method_state_mb`` probe into its ``extra`` (in memory, for the
+    report's memory figure); runs recorded before the probe existed get none."""
+    for r in runs:
+        if r.id is None or METHOD_STATE in (r.extra or {}):
+            continue
+        values = [v for _, v in store.probes(r.id).get(METHOD_STATE, [])]
+        if values:
+            r.extra = {**(r.extra or {}), METHOD_STATE: max(values)}
 
 
 def ensemble_size(run: dict[str, Any]) -> int:

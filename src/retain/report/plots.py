@@ -194,7 +194,7 @@ def average_accuracy(groups: list[Group], path: Path, styles: Styles) -> Path:
     return save(fig, path)
 
 
-from retain.report.plots_summary import accuracy_forgetting_bars, accuracy_vs_cost  # noqa: E402
+from retain.report.plots_summary import accuracy_forgetting_bars, accuracy_vs_cost, memory_bars  # noqa: E402
 
 #: (file suffix, caption, function), in the order the report shows them.
 FIGURES = [
@@ -207,4 +207,6 @@ FIGURES = [
                             "shown from 3 runs; dots: single runs)", accuracy_forgetting_bars),
     ("accuracy-vs-cost", "Final average accuracy against training time and peak memory per run, log axes "
                          "(whiskers: 95% CI from 3 runs; dashed: Pareto front)", accuracy_vs_cost),
+    ("memory", "Memory the method holds itself (its buffer and state beyond the model, MB, the largest after any "
+               "task) beside the peak memory of its runs' processes (data, model, torch included)", memory_bars),
 ]

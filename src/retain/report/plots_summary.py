@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from retain.metrics.matrix import MIN_RUNS_FOR_INTERVAL, confidence_interval
-from retain.report.data import Group
+from retain.report.data import METHOD_STATE, Group
 from retain.report.style import PAGE_WIDTH, plt, save, styled
 
 Styles = dict[str, tuple[str, str]]
@@ -146,4 +146,31 @@ def accuracy_vs_cost(groups: list[Group], path: Path, styles: Styles) -> Path:
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     spread_labels(fig, [list(time_ax.texts), list(mem_ax.texts)])
+    return save(fig, path)
+
+
+@styled
+def memory_bars(groups: list[Group], path: Path, styles: Styles) -> Path:
+    """Per method, what it holds itself (its buffer and state beyond the model, the largest after
+    any task) beside its runs' peak process memory, which also counts the data, the model, the
+    interpreter and torch: two bars a method, mean over runs (whiskers: 95% CI from 3 runs)."""
+    fig, (held, peak) = plt().subplots(1, 2, figsize=(PAGE_WIDTH, 1.2 + 0.42 * len(groups)), sharey=True,
+                                       layout="constrained")
+    for ax, name, xlabel in ((held, METHOD_STATE, "memory the method holds: buffer and state, MB"),
+                             (peak, "peak_mem_mb", "peak process memory per run, MB")):
+        for y, g in enumerate(groups):
+            values = np.array(g.values(name))
+            if not len(values):
+                ax.text(0, y, "  not measured", va="center", ha="left", fontsize=9, color="#59636e")
+                continue
+            mean, half = _mean_half(values)
+            ax.barh(y, mean, color=styles[g.label][0], alpha=0.75, height=0.7)
+            if half is not None:
+                ax.errorbar(mean, y, xerr=half, color="black", capsize=4, lw=1.2)
+            ax.text(mean, y, f" {mean:.3g}", va="center", ha="left", fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", alpha=0.3)
+        ax.margins(x=0.15)
+    held.set_yticks(range(len(groups)), [g.label for g in groups])
+    held.set_ylim(len(groups) - 0.5, -0.5)  # first method on top, as in the tables
     return save(fig, path)
