@@ -415,7 +415,8 @@ def add_parser(sub) -> None:
                          add_help=False)
     add_help(run)
     run.add_argument("--benchmark", help="benchmark name (see `retain list`; default permuted-digits)")
-    run.add_argument("--preset", help="a published protocol as defaults (e.g. der-pmnist, der-smnist, der-rmnist): "
+    run.add_argument("--preset", help="a published protocol as defaults (e.g. der-pmnist, der-smnist, der-rmnist, "
+                                      "der-scifar10): "
                                       "benchmark, training settings and each method's best values for --buffer-size; "
                                       "explicit flags override it")
     run.add_argument("--plugin", action="append", metavar="FILE.py",
@@ -435,7 +436,8 @@ def add_parser(sub) -> None:
     run.add_argument("--batch-size", type=int, help="batch size (default: the benchmark's)")
     run.add_argument("--lr", type=float, help="learning rate (default: the benchmark's)")
     run.add_argument("--optimizer", choices=("sgd", "adam"), help="optimizer (default sgd)")
-    run.add_argument("--backbone", help="backbone name (see `retain list`; default mlp)")
+    run.add_argument("--backbone", help="backbone name (see `retain list`; default: the benchmark's protocol's, "
+                                        "resnet18-reduced on CIFAR, else mlp)")
     run.add_argument("--hidden", type=_widths,
                      help="MLP hidden widths, comma separated (default 100,100)")
     run.add_argument("--benchmark-option", action="append", type=_option, metavar="KEY=VALUE",

@@ -1,8 +1,9 @@
 """ResNet-18 for 32 x 32 images (He et al. 2016, CIFAR variant: 3x3 stem, no max-pool).
 
 ``resnet18-reduced`` is the narrow version with ``nf=20`` base filters that GEM (Lopez-Paz &
-Ranzato 2017) introduced for continual learning and DER (Buzzega et al. 2020) and Avalanche reuse
-(about 1.1M parameters instead of 11M); ``resnet18`` is the full width, ``nf=64``. Both end in
+Ranzato 2017) introduced for continual learning and Avalanche reuses (about 1.1M parameters
+instead of 11M; the CIFAR benchmarks' default); ``resnet18`` is the full width, ``nf=64``, which
+the DER paper's code uses on Split CIFAR-10 (Mammoth's ``resnet18``; ``--preset der-scifar10``). Both end in
 global average pooling, so larger inputs (CORe50 at 128 x 128) work unchanged.
 """
 
