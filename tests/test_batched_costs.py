@@ -67,3 +67,15 @@ def test_no_note_that_a_method_without_a_batched_version_trains_one_by_one():
     jobs, notes = plan(joint + blurred)
     assert jobs == joint + blurred  # all one by one
     assert notes == ["2 run(s) of naive train one by one, not batched: --blur"]  # a setting the user chose
+
+
+def test_the_cost_plot_marks_runs_timed_as_ensemble_shares(tmp_path, monkeypatch):
+    from retain.report import plots_summary
+
+    (groups,) = group_runs(_runs(3)).values()
+    seen = {}
+    save = plots_summary.save
+    monkeypatch.setattr(plots_summary, "save", lambda fig, path: (seen.setdefault("fig", fig), save(fig, path))[1])
+    plots_summary.accuracy_vs_cost(groups, tmp_path / "c.png", {g.label: ("#000000", "o") for g in groups})
+    labels = {t.get_text() for t in seen["fig"].axes[0].texts}
+    assert labels == {"naive", "derpp *3"}

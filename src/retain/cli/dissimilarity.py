@@ -105,7 +105,7 @@ def cmd_dissimilarity(args: argparse.Namespace) -> int:
         return 1
     (out / "dissimilarity.json").write_text(json.dumps(summary, indent=1))
     png = plot(summary, out / "forgetting_vs_dissimilarity.png", args.gate, title=_what(args))
-    Console(width=max(Console().width, 100)).print(_table(summary, args.gate, _what(args)))
+    Console().print(_table(summary, args.gate, _what(args)))
     console.print(f"plot: {png}  table: {out / 'dissimilarity.json'}  store: {store.path}")
     return 0 if all(r["status"] == "finished" for r in outcome.records) else 1
 

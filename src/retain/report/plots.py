@@ -206,7 +206,8 @@ FIGURES = [
     ("accuracy-forgetting", "Final average accuracy and forgetting per method (bar: mean; whisker: 95% CI, "
                             "shown from 3 runs; dots: single runs)", accuracy_forgetting_bars),
     ("accuracy-vs-cost", "Final average accuracy against training time and peak memory per run, log axes "
-                         "(whiskers: 95% CI from 3 runs; dashed: Pareto front)", accuracy_vs_cost),
+                         "(whiskers: 95% CI from 3 runs; dashed: Pareto front; *N: trained as vectorised ensembles "
+                         "of N runs, each run's time its 1/N share)", accuracy_vs_cost),
     ("memory", "Memory the method holds itself (its buffer and state beyond the model, MB, the largest after any "
                "task) beside the peak memory of its runs' processes (data, model, torch included)", memory_bars),
 ]

@@ -67,6 +67,13 @@ def accuracy_forgetting_bars(groups: list[Group], path: Path, styles: Styles) ->
 LABEL_ALL = 10
 
 
+def _shown_label(g: Group) -> str:
+    """The method's label, ``*N`` added when its runs trained as vectorised ensembles of N (their
+    times are 1/N shares of the ensemble's, not runs timed alone)."""
+    sizes = [n for n in g.ensemble_sizes() if n > 1]
+    return g.label + (f" *{'/'.join(map(str, sizes))}" if sizes else "")
+
+
 def _cost_panel(ax, groups: list[Group], cost: str, styles: Styles, xlabel: str) -> list:
     """One point per method (mean; whiskers from 3 runs); returns the legend handles drawn."""
     points, shown, handles = [], [], []
@@ -77,7 +84,7 @@ def _cost_panel(ax, groups: list[Group], cost: str, styles: Styles, xlabel: str)
         (am, ah), (xm, xh) = _mean_half(acc), _mean_half(x)
         colour, marker = styles[g.label]
         handles.append(ax.errorbar(xm, am, xerr=None if xh is None else [[min(xh, xm * 0.99)], [xh]], yerr=ah,
-                                   fmt=marker, color=colour, ms=7, capsize=3, lw=1, label=g.label))
+                                   fmt=marker, color=colour, ms=7, capsize=3, lw=1, label=_shown_label(g)))
         points.append((xm, am))
         shown.append(g)
     front = pareto_front(points)
@@ -86,7 +93,7 @@ def _cost_panel(ax, groups: list[Group], cost: str, styles: Styles, xlabel: str)
         ax.step(fx, fy, where="post", ls="--", color="#59636e", lw=1, zorder=0)
     labelled = range(len(points)) if len(points) <= LABEL_ALL else front
     for i in labelled:
-        ax.annotate(shown[i].label, points[i], xytext=(6, 5), textcoords="offset points", fontsize=9,
+        ax.annotate(_shown_label(shown[i]), points[i], xytext=(6, 5), textcoords="offset points", fontsize=9,
                     color=styles[shown[i].label][0], bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none",
                                                                alpha=0.8),
                     arrowprops=dict(arrowstyle="-", color="#8c959f", lw=0.6, shrinkA=0, shrinkB=3))
