@@ -54,17 +54,22 @@ def _latex_cell(values: list[float], digits: int) -> str:
     return f"${mean:.{digits}f} \\pm {half:.{digits}f}$"
 
 
-#: The compact table's columns (it fits one column of a two-column paper): the headline metrics.
+#: The compact table's columns (it fits one column of a two-column paper): the headline metrics,
+#: then any metric registered by a plugin.
 COMPACT = ("avg_acc_pct", "forgetting_pct")
 
 
 def results_latex(by_bench: dict[str, list[Group]], *, full: bool = False) -> str:
     """A booktabs ``table`` per benchmark, one row per method: by default compact (method,
-    average accuracy and forgetting, in ``\\small`` type: one column of a paper); ``full``: every
+    average accuracy, forgetting and a plugin's metrics, in ``\\small`` type: one column of a
+    paper); ``full``: every
     measure of the results table, runs and trainable parameters (a ``table*`` across the page)."""
     out = ["% retain results; needs \\usepackage{booktabs}. +/- is the 95% Student-t CI half-width over runs."
            + ("" if full else " Compact; `retain report --format latex --latex-full` writes every column.")]
-    columns = measures() if full else tuple(m for m in measures() if m.key in COMPACT)
+    from retain.metrics.registry import BUILTIN, METRICS
+
+    own = {m.key for m in METRICS.in_order() if m.name not in BUILTIN}  # a plugin's metric: asked for, shown
+    columns = measures() if full else tuple(m for m in measures() if m.key in COMPACT or m.key in own)
     for bench, groups in by_bench.items():
         if full:
             header = ["Method", "Runs"] + [latex_escape(m.title) for m in columns] + ["Trainable params"]
