@@ -70,3 +70,17 @@ def test_retain_list_fits_the_terminal_and_renders_docstring_markup(capsys, monk
     assert "``" not in lines[derpp] + lines[derpp + 1] and "(beta" in " ".join(lines[derpp: derpp + 2])
     (mine,) = [line for line in lines if line.split()[:1] == ["my-er"]]
     assert mine.rstrip().endswith("my_er.py]")  # a plugin's origin stays on its name's line
+
+
+def test_presets_hp_names_and_study_files_suggest_the_closest_name(capsys, tmp_path):
+    assert main(["run", "--preset", "der-pmnst", "--strategy", "derpp"]) == 2
+    assert "unknown preset 'der-pmnst' (did you mean der-pmnist?)" in capsys.readouterr().err
+    assert main(["run", "--benchmark", "synthetic", "--strategy", "derpp", "--hp", "derpp.bta=0.5"]) == 2
+    assert "has no hyperparameter 'bta' (did you mean 'beta'?)" in capsys.readouterr().err
+    study = tmp_path / "s.toml"
+    study.write_text("[study]\nseeds = 1\n\n[benchmarks.synthetic]\nepoch = 2\n\n[strategies.er]\nbufer_size = 8\n")
+    assert main(["run", str(study), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown setting (did you mean epochs?)" in capsys.readouterr().err
+    study.write_text("[study]\nseeds = 1\n\n[benchmarks.synthetic]\n\n[strategies.er]\nbufer_size = 8\n")
+    assert main(["run", str(study), "--out", str(tmp_path / "o")]) == 2
+    assert "(did you mean buffer_size?)" in capsys.readouterr().err

@@ -175,7 +175,10 @@ def _strategy_params(args: argparse.Namespace, strategies: list[str]) -> dict[st
             raise ConfigError(f"--hp {strategy}.{raw}: {strategy!r} is not among the selected strategies "
                               f"({', '.join(strategies)})")
         if name not in fields[strategy]:
-            raise ConfigError(f"--hp {strategy}.{raw}: {strategy} has no hyperparameter {raw!r}; it has "
+            from retain.suggest import did_you_mean
+
+            raise ConfigError(f"--hp {strategy}.{raw}: {strategy} has no hyperparameter {raw!r}"
+                              f"{did_you_mean(name, fields[strategy], show=repr)}; it has "
                               f"{', '.join(sorted(fields[strategy])) or 'none'}")
         cfg = STRATEGIES.get(strategy).Config.from_params(strategy, {name: value})  # the string, read by type
         out[strategy][name] = getattr(cfg, name)

@@ -81,7 +81,9 @@ def load_preset(name: str) -> Preset:
     """Read ``presets/<name>.toml``; ConfigError naming the file and field on anything wrong."""
     names = preset_names()
     if name not in names:
-        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(names) or 'none'}")
+        from retain.suggest import did_you_mean
+
+        raise ConfigError(f"unknown preset {name!r}{did_you_mean(name, names)}; known: {', '.join(names) or 'none'}")
     path = resources.files("retain.config") / "presets" / f"{name}.toml"
     try:
         data = tomllib.loads(path.read_text())

@@ -19,6 +19,7 @@ from typing import Any
 from retain.config.run import MAX_SEED, RunConfig, RunSpec, check_options
 from retain.config.toml_lines import key_lines, line_of
 from retain.errors import ConfigError, RetainError
+from retain.suggest import did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -115,7 +116,8 @@ def parse_study(text: str, *, file: str = "<study>", check_data: bool = True, da
     _load_plugins(data, head, file, where)
     for key, value in head.items():
         if key not in STUDY_KEYS:
-            raise where.error(("study", key), f"unknown key; expected one of {sorted(STUDY_KEYS)}")
+            raise where.error(("study", key), f"unknown key{did_you_mean(key, STUDY_KEYS)}; expected one of "
+                                              f"{sorted(STUDY_KEYS)}")
         if not isinstance(value, STUDY_KEYS[key]) or isinstance(value, bool) != (STUDY_KEYS[key] is bool):
             raise where.error(("study", key), f"bad value {value!r}")
     seeds = _indices(head.get("seeds", 1), ("study", "seeds"), where)
@@ -208,7 +210,8 @@ def _settings(table: dict, path: tuple[str, ...], where: _Where, skip: tuple[str
             continue
         name = raw.replace("-", "_")
         if name not in known:
-            raise where.error(path + (raw,), f"unknown setting; expected one of {sorted(known)}")
+            raise where.error(path + (raw,), f"unknown setting{did_you_mean(name, known)}; expected one of "
+                                             f"{sorted(known)}")
         # a list is a grid axis, except for list-valued settings (hidden), where a list of lists is
         listy = _base(known[name]) is tuple
         grid = value if isinstance(value, list) and (not listy or (value and isinstance(value[0], list))) else [value]
@@ -230,8 +233,9 @@ def _hyperparameters(name: str, table: dict, path: tuple[str, ...], where: _Wher
             continue
         hp = raw.replace("-", "_")
         if hp not in fields:
-            raise where.error(path + (raw,), f"unknown hyperparameter of strategy {name!r}; "
-                                             f"expected one of {sorted(fields) or 'none'} or a [settings] table")
+            raise where.error(path + (raw,), f"unknown hyperparameter of strategy {name!r}"
+                                             f"{did_you_mean(hp, fields)}; expected one of "
+                                             f"{sorted(fields) or 'none'} or a [settings] table")
         grid = value if isinstance(value, list) else [value]
         if not grid:
             raise where.error(path + (raw,), "an empty list gives no runs")
