@@ -90,3 +90,13 @@ def test_the_memory_figure_shows_what_the_method_holds_beside_process_memory(tmp
     assert all(held[("er", s)] >= buffer_mb for s in (0, 1)), held
     assert (out / "plots" / "synthetic-memory.png").is_file()
     assert "Memory the method holds itself" in (out / "report.md").read_text()
+
+
+def test_report_refuses_a_dpi_out_of_range_in_one_line(tmp_path, capsys):
+    from retain.cli.main import main
+
+    _store(tmp_path, ["naive"])
+    assert main(["report", str(tmp_path / "r.db"), "--out", str(tmp_path / "o"), "--dpi", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--dpi must be between 30 and 1200, got 5" in err
+    assert not (tmp_path / "o").exists()  # nothing written, not even the folder

@@ -62,6 +62,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.write(render_table(store, formats[0], **filters, full_latex=args.latex_full))
         return 0
     out = Path(args.out) if args.out else path.parent
+    if args.dpi is not None and not 30 <= args.dpi <= 1200:  # before the folder is made
+        raise ConfigError(f"--dpi must be between 30 and 1200, got {args.dpi}")
     _check_writable(out)
     paths = write_report(store, out, **filters, title=args.title or ", ".join(args.study or []),
                          tensorboard=args.tensorboard, formats=formats, plot_formats=tuple(args.plot_formats or ()),
