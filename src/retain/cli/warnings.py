@@ -1,7 +1,9 @@
 """The warnings `retain run` prints after its results table: each fact once, most severe first.
 
 Order: failed runs (once per strategy, never again as their ``diverged`` event), plasticity
-collapse, sudden forgetting, rankings that the 95% intervals leave open
+collapse, methods that barely learn (learning accuracy far below naive's:
+:mod:`retain.diagnostics.intransigence`; their forgetting is then not told to add constraint),
+sudden forgetting, rankings that the 95% intervals leave open
 (:func:`retain.diagnostics.variance.overlapping_rankings`), facts about a benchmark (task
 dissimilarity: once per benchmark, not once per strategy), buffer events, other kinds, and last
 what the bounds did (naive forgetting is expected; bounds get no advice). Advice is chosen by
