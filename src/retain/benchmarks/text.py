@@ -53,9 +53,9 @@ STREAMS: dict[str, tuple[str, ...]] = {
                "boolq", "wic"),
 }
 ALIASES = {"standard": "standard-1", "long": "long-4"}
-#: Training defaults of text streams on a pretrained encoder: Adam, small batches, a rate that moves a
-#: new head in a few hundred steps without wrecking the encoder (full fine-tuning; LoRA wants ~1e-3)
-TEXT_DEFAULTS = {"epochs": 1, "batch_size": 16, "lr": 3e-4, "optimizer": "adam"}
+#: Training defaults of text streams on a pretrained encoder: Adam, small batches, a rate for full
+#: fine-tuning of the encoder (its new head trains 100x faster: retain.models.text; LoRA wants ~1e-3)
+TEXT_DEFAULTS = {"epochs": 1, "batch_size": 16, "lr": 1e-4, "optimizer": "adam"}
 MAX_LENGTH = 512
 TEXT_PREFIX = "text:"
 

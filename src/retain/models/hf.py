@@ -354,13 +354,14 @@ def _hf_factory(name: str):
     def factory(input_shape: tuple[int, ...], num_classes: int, input_mean: tuple[float, ...] | None = None,
                 input_std: tuple[float, ...] | None = None, mode: str = "full", pooling: str = "auto",
                 lora_r: int = 8, lora_alpha: float = 16.0, lora_dropout: float = 0.0,
-                lora_targets: str = "auto") -> nn.Module:
+                lora_targets: str = "auto", head_lr_scale: float = 100.0) -> nn.Module:
         """A pretrained transformers model from a local directory or the Hugging Face cache (never
         downloaded): a ViT for images, a text encoder (BERT family, with its tokenizer) for text.
 
         Options: mode (full: every weight trains; frozen: only the head; lora: LoRA adapters on the
         attention's query and value, or lora_targets, through PEFT), lora_r, lora_alpha, lora_dropout;
-        text: pooling (auto: the directory's sentence-transformers pooling, else cls; mean; cls);
+        text: pooling (auto: the directory's sentence-transformers pooling, else cls; mean; cls),
+        head_lr_scale (the new head's learning rate over the run's; default 100);
         images: input_mean, input_std (the benchmark's own standardisation, undone first)."""
         if not spec:
             raise ConfigError("hf: needs a directory or model id, e.g. --backbone hf:pretrained/vit-mnist")
@@ -371,9 +372,13 @@ def _hf_factory(name: str):
             if input_mean is not None or input_std is not None:
                 raise ConfigError(f"backbone {name}: input_mean and input_std are image options; {name} is a text "
                                   "encoder")
-            return _text_encoder(spec, config, where, num_classes, mode, pooling, lora)
-        if pooling != "auto":
-            raise ConfigError(f"backbone {name}: pooling is a text option; {name} is a Vision Transformer")
+            if not (isinstance(head_lr_scale, (int, float)) and 0 < head_lr_scale <= 1e4):
+                raise ConfigError(f"backbone {name}: head_lr_scale must be a number in (0, 10000], got "
+                                  f"{head_lr_scale!r}")
+            return _text_encoder(spec, config, where, num_classes, mode, pooling, lora, float(head_lr_scale))
+        if pooling != "auto" or head_lr_scale != 100.0:
+            raise ConfigError(f"backbone {name}: pooling and head_lr_scale are text options; {name} is a Vision "
+                              "Transformer")
         from transformers import ViTModel
 
         if _on_meta():  # parameter count only: the architecture, no weights read
@@ -406,7 +411,7 @@ def _encoder_kwargs(config: Any) -> dict[str, Any]:
 
 
 def _text_encoder(spec: str, config: Any, where: Path, num_classes: int, mode: str, pooling: str,
-                  lora: dict[str, Any]) -> nn.Module:
+                  lora: dict[str, Any], head_lr_scale: float) -> nn.Module:
     from transformers import AutoModel
 
     from retain.data.text import load_tokenizer
@@ -423,7 +428,7 @@ def _text_encoder(spec: str, config: Any, where: Path, num_classes: int, mode: s
     else:
         encoder = load_pretrained(AutoModel, where, spec, **kwargs)
     model = TextEncoder(encoder, num_classes, pooling=sentence_pooling(where) if pooling == "auto" else pooling,
-                        pad_id=pad_id_of(tokenizer))
+                        pad_id=pad_id_of(tokenizer), head_lr_scale=head_lr_scale)
     set_mode(model, model.encoder, mode, where=f"hf:{spec}", **lora)
     return model
 

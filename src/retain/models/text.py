@@ -11,6 +11,12 @@ pooling, which the directory's ``1_Pooling/config.json`` names when it is one of
 as for images (class-incremental runs train it over all outputs, unseen classes included, as
 Mammoth and the DER protocol do; task-IL evaluation masks other tasks' classes).
 
+The head is new and the encoder is not: at a rate that suits the pretrained weights (Adam 1e-4-3e-4) a
+new head moves too slowly to catch up with the old classes' logits within a short task (measured on
+MiniLM-L6-v2: after 16 steps on AG News, DBpedia's 14 classes reached 12.5 % with one rate for all at
+3e-4, 78-88 % with the head at 30-100x), so the head trains at ``head_lr_scale`` (default 100) times the
+run's rate, in a parameter group of its own.
+
 Modes: ``full`` (every weight trains), ``frozen`` (the encoder is fixed; the head trains on its
 features), ``lora`` (LoRA adapters through PEFT on the attention's query and value projections, or
 ``lora_targets``; the encoder's own weights fixed, adapters and head train).
@@ -59,12 +65,15 @@ class TextEncoder(nn.Module):
     #: per-sample gradients (EWC's Fisher) one row at a time: vmap cannot trace dynamic padding
     per_sample_loop = True
 
-    def __init__(self, encoder: nn.Module, num_classes: int, *, pooling: str, pad_id: int):
+    def __init__(self, encoder: nn.Module, num_classes: int, *, pooling: str, pad_id: int, head_lr_scale: float = 1.0):
         super().__init__()
         self.encoder, self.pooling, self.pad_id = encoder, pooling, int(pad_id)
         self.feature_dim = int(encoder.config.hidden_size)
         self.head = nn.Linear(self.feature_dim, num_classes)
         self.eval_batch_size = EVAL_BATCH
+        if head_lr_scale != 1.0:  # the optimiser gives these lr * scale (retain.training.loop.param_groups)
+            for p in self.head.parameters():
+                p.lr_scale = float(head_lr_scale)
 
     def inputs(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(token ids, attention mask) of stored rows, cut to the batch's longest row."""

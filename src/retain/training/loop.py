@@ -71,10 +71,20 @@ class RunContext:
     first_step: int = 1  # the run-wide number of the step of step_losses[0] (counted from 1)
 
 
+def param_groups(params, lr: float) -> list[dict[str, Any]] | list[torch.nn.Parameter]:
+    """``params`` as they are, or, when a backbone gave some of them an ``lr_scale`` (a pretrained
+    encoder's new head: :class:`retain.models.text.TextEncoder`), one group per scale at ``lr * scale``."""
+    params = list(params)
+    scales = [float(getattr(p, "lr_scale", 1.0)) for p in params]
+    if all(s == 1.0 for s in scales):
+        return params
+    return [{"params": [p for p, s in zip(params, scales) if s == k], "lr": lr * k} for k in sorted(set(scales))]
+
+
 def make_optimizer_factory(cfg: RunSpec):
     if cfg.optimizer == "sgd":
-        return lambda params: torch.optim.SGD(params, lr=cfg.lr)
-    return lambda params: torch.optim.Adam(params, lr=cfg.lr)
+        return lambda params: torch.optim.SGD(param_groups(params, cfg.lr), lr=cfg.lr)
+    return lambda params: torch.optim.Adam(param_groups(params, cfg.lr), lr=cfg.lr)
 
 
 def build(cfg: RunSpec | RunConfig, *, check: bool = False) -> tuple[Benchmark, Strategy]:
