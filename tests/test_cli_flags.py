@@ -51,6 +51,11 @@ def test_the_python_api_refuses_a_misspelt_hyperparameter():
         RunConfig(benchmark="synthetic", strategy="er", params={"bufer_size": 200}).resolve()
     spec = RunConfig(benchmark="synthetic", strategy="er", params={"buffer_size": 200}).resolve()
     assert spec.params["buffer_size"] == 200
+    with pytest.raises(ConfigError, match=r"naive has no hyperparameter 'bufer_size' \(did you mean 'buffer_size'"):
+        RunConfig(benchmark="synthetic", strategy="naive", params={"bufer_size": 200}).resolve()
+    # another strategy's name is a shared setting (one dict for a sweep), as a shared flag is
+    shared = RunConfig(benchmark="synthetic", strategy="naive", params={"buffer_size": 200}).resolve()
+    assert shared.key == RunConfig(benchmark="synthetic", strategy="naive").resolve().key
 
 
 def test_dissimilarity_gives_ewc_online_and_the_others_only_their_own_fields():

@@ -244,15 +244,23 @@ class RunConfig:
 
 
 def _check_param_names(strategy: str, cls: Any, params: dict[str, Any]) -> None:
-    """A hyperparameter the strategy does not have is refused, as the CLI refuses its flag: a
-    misspelt ``bufer_size`` would otherwise run with the default buffer."""
+    """A name that is no registered strategy's hyperparameter is refused, with the closest one: a
+    misspelt ``bufer_size`` would otherwise run with the default buffer. A name another strategy
+    has is a shared setting, as a shared flag is on the command line (one ``params`` dict for a
+    sweep over strategies: ``buffer_size`` is ER's and means nothing to naive)."""
+    from retain.strategies import STRATEGIES
     from retain.suggest import did_you_mean
 
     fields = [f.name for f, _ in cls.Config.fields()]
-    for name in params:
-        if name not in fields:
-            raise ConfigError(f"{strategy} has no hyperparameter {name!r}"
-                              f"{did_you_mean(name, fields, show=repr)}; it has {', '.join(fields) or 'none'}")
+    unknown = [n for n in params if n not in fields]
+    if not unknown:
+        return
+    anyone = {f.name for _, other in STRATEGIES.items() for f, _ in other.Config.fields()}
+    for name in unknown:
+        if name not in anyone:
+            hint = did_you_mean(name, fields, show=repr) or did_you_mean(name, anyone, show=repr)
+            raise ConfigError(f"{strategy} has no hyperparameter {name!r}{hint}, nor does any other strategy; "
+                              f"{strategy} has {', '.join(fields) or 'none'}")
 
 
 def _match_modality(d: dict[str, Any], backbone: Any) -> bool:
