@@ -44,3 +44,41 @@ def test_same_thread_count_gives_bit_identical_runs_and_records_it(tmp_path):
 def test_pool_workers_run_with_the_threads_they_were_given(tmp_path):
     recs = run_study([_cfg(0), _cfg(1)], Store(tmp_path / "p.db"), ProcessPool(2, threads=1)).records
     assert [r["extra"]["threads"] for r in recs] == [1, 1]
+
+
+def test_the_default_leaves_out_the_cores_other_work_keeps_busy():
+    from retain.execution.threads import default_threads
+
+    idle = default_threads(1, cores=2, busy=0.1)
+    assert idle[0] == 2 and "about 0.1 of them busy" in idle[1]
+    loaded = default_threads(1, cores=2, busy=3.5)  # load 3-4 on 2 cores: one thread, and why
+    assert loaded[0] == 1 and "not 2" in loaded[1] and "about 3.5 of them busy with other work" in loaded[1]
+    assert default_threads(1, cores=8, busy=5.0)[0] == 3  # three cores idle
+    assert default_threads(2, cores=8, busy=2.0)[0] == 3  # six idle, shared by two runs
+    assert default_threads(16, cores=8, busy=0.0)[0] == 1
+    unknown = default_threads(1, cores=4, measure=lambda: None)
+    assert unknown[0] == 4 and "unknown" in unknown[1]
+
+
+def test_the_cores_use_is_measured_from_the_machine():
+    from retain.execution.threads import busy_cores
+
+    busy = busy_cores(0.05)
+    assert busy is not None and 0.0 <= busy <= (__import__("os").cpu_count() or 1)
+
+
+def test_each_record_says_why_its_thread_count_was_chosen(tmp_path, monkeypatch):
+    from retain.cli.main import main
+    from retain.execution import threads
+
+    monkeypatch.setattr(threads, "busy_cores", lambda sample=0.25: 7.5)  # a machine other work keeps busy
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    argv = ["run", "--benchmark", "synthetic", "--strategy", "naive", "--seeds", "1", "--tasks", "2", "--workers", "1",
+            "--quiet", "--no-report", "--warnings", "none"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    (rec,) = Store(tmp_path / "a" / "retain.db", readonly=True).runs()
+    assert rec.extra["threads"] == 1 and rec.extra["threads_choice"].startswith("8 cores for 1 run(s) at once, about "
+                                                                              "7.5 of them busy")
+    assert main([*argv, "--threads", "2", "--out", str(tmp_path / "b")]) == 0
+    (rec,) = Store(tmp_path / "b" / "retain.db", readonly=True).runs()
+    assert rec.extra["threads"] == 2 and rec.extra["threads_choice"] == "--threads 2 (given)"

@@ -34,6 +34,7 @@ from retain.training.loop import (
     training_sets,
 )
 from retain.training.peak_memory import PeakMemory
+from retain.training.ticker import Ticker
 
 #: Makes the after-task hooks of one member (fresh per member: probes keep state).
 HookFactory = Callable[[RunSpec], list[Callable[[RunContext], None]]]
@@ -77,6 +78,8 @@ def _run_ensemble(cfgs: list[RunSpec], progress: Progress | None, hooks: HookFac
     memory.start()
     device_memory.start()
     built, rng_states = [], []
+    if progress:
+        progress(0, 0, "loading data")  # building the members' benchmarks may read and decode files
     for cfg in cfgs:
         built.append(build(cfg))
         rng_states.append(torch.get_rng_state())  # the global stream as the member's run leaves it after build
@@ -105,10 +108,12 @@ def _run_ensemble(cfgs: list[RunSpec], progress: Progress | None, hooks: HookFac
     member_hooks = [hooks(cfg) if hooks else [] for cfg in cfgs]
     failed: dict[int, Exception] = {}
     done, first_step = 0, 1
+    ticker = Ticker(progress, total)
     for t in range(len(exps[0])):
         t0 = time.perf_counter()
+        ticker.start_task(done, f"task {t + 1}/{len(exps[0])}")
         losses, step_losses = _train_task(first, impl, [s[t] for s in sets], [e[t] for e in exps], t, gens, failed,
-                                          fixes, steps_per_task[t])
+                                          fixes, steps_per_task[t], ticker.step if progress else None)
         done += steps_per_task[t]
         if progress:
             progress(done, total, f"task {t + 1}/{len(exps[0])}")
@@ -161,7 +166,7 @@ class MemberFixes:
 
 def _train_task(cfg: RunSpec, impl: EnsembleStrategy, train_on: list[list[Experience]], current: list[Experience],
                 t: int, gens: list[torch.Generator], failed: dict[int, Exception], fixes: MemberFixes | None = None,
-                planned: int = 0) -> tuple[list[float | None], list[list[float]]]:
+                planned: int = 0, on_step=None) -> tuple[list[float | None], list[list[float]]]:
     """``cfg.epochs`` passes of every member over its own ``train_on`` as task ``t``; returns each
     member's mean loss and per-step losses. A member whose loss turns non-finite is put in
     ``failed`` (its gradient never reaches the others: the loss is a sum over members). On an
@@ -181,6 +186,8 @@ def _train_task(cfg: RunSpec, impl: EnsembleStrategy, train_on: list[list[Experi
             loss = impl.observe(x, y, current[0].task_id)["loss"]
             loss_sum += loss
             logged.append(loss)
+            if on_step:
+                on_step(len(logged))  # progress within the task (throttled: retain.training.ticker)
         for i in (~torch.isfinite(loss_sum)).nonzero().flatten().tolist():
             if i not in failed:
                 failed[i] = DivergedError(f"loss became non-finite in task {t + 1}, epoch {epoch + 1} with "

@@ -47,11 +47,17 @@ def plugin_sources(configs: list[RunSpec]) -> tuple:
     return tuple(found[k] for k in sorted(found))
 
 
-def _worker_init(threads: int = 1, driver: int | None = None, plugins: tuple = ()) -> None:
+#: In a pool worker: the queue its runs' progress goes back to the driver on (None: not asked for).
+_PROGRESS: Any = None
+
+
+def _worker_init(threads: int = 1, driver: int | None = None, plugins: tuple = (), progress: Any = None) -> None:
     import torch
 
     from retain.plugins import ensure
 
+    global _PROGRESS
+    _PROGRESS = progress
     ensure(plugins)  # the runs' plugin code, before any run needs its names
 
     # Workers split the cores between them: see threads_per_run.
@@ -60,16 +66,49 @@ def _worker_init(threads: int = 1, driver: int | None = None, plugins: tuple = (
         exit_with(driver)  # a worker outliving its driver would run for nobody
 
 
-def _execute(cfg: RunSpec, study: str, checkpoint_dir: str | None = None, loggers: tuple = ()) -> Record | list[Record]:
+def _execute(cfg: RunSpec, study: str, checkpoint_dir: str | None = None, loggers: tuple = (),
+             job: int | None = None) -> Record | list[Record]:
     from retain.execution.execute import execute
 
+    queue = _PROGRESS if job is not None else None
+    progress = (lambda done, total, desc: queue.put((job, done, total, desc))) if queue is not None else None
     if not isinstance(cfg, RunSpec):  # an ensemble of runs trained together (retain.ensemble): a record each
         from retain.ensemble.execute import execute_ensemble
 
-        return execute_ensemble(cfg, study=study, loggers=loggers)
+        return execute_ensemble(cfg, study=study, loggers=loggers, progress=progress)
 
     kwargs = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {}
-    return execute(cfg, study=study, loggers=loggers, **kwargs)
+    return execute(cfg, study=study, loggers=loggers, progress=progress, **kwargs)
+
+
+class _Relay:
+    """The driver's side of a pool's progress: a thread that passes each worker's report
+    ``(job, done, total, description)`` to ``progress`` with the job it is about."""
+
+    def __init__(self, queue: Any, jobs: list, progress: RunProgress):
+        self.queue, self.jobs, self.progress = queue, jobs, progress
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="retain-progress-relay", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import queue as queues
+
+        while not self.stopped.is_set():
+            try:
+                job, done, total, desc = self.queue.get(timeout=0.2)
+            except queues.Empty:
+                continue
+            except (EOFError, OSError, ValueError):  # the pool is gone
+                return
+            try:
+                self.progress(self.jobs[job], done, total, desc)
+            except Exception:  # noqa: BLE001 - a display must never stop the study
+                pass
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=1)
 
 
 class InProcess:
@@ -112,22 +151,27 @@ class ProcessPool:
 
     name = "process pool"
 
-    def __init__(self, workers: int, checkpoint_dir: str | None = None, threads: int = 1, loggers: tuple = ()):
+    def __init__(self, workers: int, checkpoint_dir: str | None = None, threads: int = 1, loggers: tuple = (),
+                 progress: RunProgress | None = None):
         if workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         self.workers, self.checkpoint_dir, self.threads = workers, checkpoint_dir, threads
         self.loggers = loggers  # picklable specs; the loggers are made in the worker
+        self.progress = progress  # called in the driver with each worker's reports (see _Relay)
 
     def map(self, configs: list[RunSpec], study: str) -> Iterator[Record]:
         ctx = multiprocessing.get_context("forkserver")
         # The fork server imports torch and retain once; each worker forks from it instead of
         # paying that import again (seconds per worker on a busy machine).
         ctx.set_forkserver_preload(["retain.execution.execute", "retain.strategies", "retain.benchmarks"])
+        queue = ctx.Queue() if self.progress else None
+        relay = _Relay(queue, list(configs), self.progress) if queue is not None else None
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(self.threads, os.getpid(), plugin_sources(configs))) as pool:
+                                 initargs=(self.threads, os.getpid(), plugin_sources(configs), queue)) as pool:
             try:
                 with _sigint_held():  # submit starts the workers: see _sigint_held
-                    pending = {pool.submit(_execute, c, study, self.checkpoint_dir, self.loggers) for c in configs}
+                    pending = {pool.submit(_execute, c, study, self.checkpoint_dir, self.loggers,
+                                           i if queue is not None else None) for i, c in enumerate(configs)}
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
@@ -141,6 +185,9 @@ class ProcessPool:
                 for proc in list((getattr(pool, "_processes", None) or {}).values()):
                     proc.kill()
                 raise
+            finally:
+                if relay is not None:
+                    relay.stop()
 
 
 @contextlib.contextmanager
@@ -282,7 +329,7 @@ def make_executor(backend: str = "local", workers: int = 1, address: str | None 
         return DataParallel(progress, threads, loggers)
     if workers == 1:
         return InProcess(progress, checkpoint_dir, threads, loggers)
-    return ProcessPool(workers, checkpoint_dir, threads, loggers)
+    return ProcessPool(workers, checkpoint_dir, threads, loggers, progress)
 
 
 @dataclass

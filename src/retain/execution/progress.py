@@ -1,17 +1,13 @@
-"""Run a study with progress bars: one overall bar for the study and, in-process, one for the
-current run; with workers (process pool, Ray) the overall bar advances as runs finish, in the
-order they finish."""
+"""Run a study with progress: in a terminal one bar for the study and one per job in flight
+(in-process, a process pool's workers, an ensemble), each with its steps and ETA; otherwise
+plain lines (retain.execution.reporters). On Ray the study bar advances as runs finish."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from retain.config.run import RunSpec
-from retain.execution.executors import Record, StudyOutcome, available_cores, make_executor, run_study
-
-
-def _label(cfg: RunSpec) -> str:
-    return f"{cfg.strategy} seed {cfg.seed} order {cfg.order}"
+from retain.execution.executors import StudyOutcome, available_cores, make_executor, run_study
 
 
 def auto_workers(runs: int, backend: str = "local") -> int:
@@ -29,7 +25,7 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
 
     ``workers=None`` sizes the process pool to the cores (one run left: in this process, on
     every core); ``threads=None`` gives each run the cores the concurrent runs leave free."""
-    from retain.cli.console import console, make_progress
+    from retain.cli.console import console
 
     keys = [c.key for c in study.configs]
     finished = {r.run_key for r in store.runs(run_key=keys)} if keys else set()
@@ -44,25 +40,29 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
 
             jobs = len(plan([c for c in study.configs if c.key not in finished], checkpoints=bool(checkpoint_dir))[0])
         workers = 1 if on_device and backend == "local" else auto_workers(jobs, backend)
-    with make_progress() as bar:
-        bar.disable = quiet
-        overall = bar.add_task(f"study {study.name}".strip(), total=len(keys), completed=already)
-        current: dict[str, Any] = {}
+    if threads is None and backend == "local" and already < len(keys):  # by the cores free now, recorded with why
+        from retain.execution.executors import threads_per_run
+        from retain.execution.threads import default_threads
 
-        def on_step(cfg: RunSpec, done: int, total: int, desc: str) -> None:
-            if current.get("key") != id(cfg):
-                if "task" in current:
-                    bar.remove_task(current["task"])
-                current.update(key=id(cfg), task=bar.add_task(_label(cfg), total=total))
-            bar.update(current["task"], completed=done, total=total, description=f"{_label(cfg)}: {desc}")
+        threads, why = default_threads(workers)
+        if threads < threads_per_run(workers):  # fits 80 columns
+            console.print(f"[yellow]note[/yellow]: {threads} torch thread(s) per run, not {threads_per_run(workers)}: "
+                          "other work keeps cores busy")
+    else:
+        why = f"--threads {threads} (given)" if threads is not None else "Ray: one CPU a task"
+    extra = {**(extra or {}), "threads_choice": why}
+    from retain.execution.reporters import Bars, Lines, make_bars
 
-        def on_record(_: Record) -> None:
-            if "task" in current:
-                bar.remove_task(current.pop("task"))
-                current.pop("key", None)
-            bar.advance(overall)
-
-        executor = make_executor(backend, workers, address, progress=on_step, checkpoint_dir=checkpoint_dir,
-                                 threads=threads, loggers=loggers)
-        return run_study(study.configs, store, executor, study=study.name, extra=extra, on_record=on_record,
+    sizes = {"runs": len(keys), "already": already, "workers": workers}
+    bar = make_bars() if console.is_terminal and not quiet else None
+    with bar if bar is not None else contextlib.nullcontext():
+        if bar is not None:
+            overall = bar.add_task(f"study {study.name}".strip(), total=len(keys), completed=already)
+            watch = Bars(bar, overall, **sizes)
+        else:  # a log file, a pipe, CI: plain lines (bars would print nothing until the end)
+            watch = None if quiet else Lines(**sizes)
+        executor = make_executor(backend, workers, address, progress=watch.step if watch else None,
+                                 checkpoint_dir=checkpoint_dir, threads=threads, loggers=loggers)
+        return run_study(study.configs, store, executor, study=study.name, extra=extra,
+                         on_record=(lambda rec: watch.record(rec.run_key)) if watch else None,
                          batch_seeds=batch_seeds, on_note=lambda note: console.print(f"[yellow]note[/yellow]: {note}"))

@@ -28,6 +28,7 @@ from retain.training.checkpoint import Checkpointer
 from retain.training.device import DeviceMemory, deterministic_algorithms, device_name, experience_on
 from retain.training.evaluation import evaluate_all
 from retain.training.peak_memory import PeakMemory
+from retain.training.ticker import Ticker
 
 Progress = Callable[[int, int, str], None]  # (steps done, steps total, description)
 
@@ -145,7 +146,7 @@ def training_sets(strategy: Strategy, exps: list[Experience]) -> list[list[Exper
 
 def train_task(cfg: RunSpec, strategy: Strategy, exps: list[Experience], t: int, train_on: list[Experience],
                gen: torch.Generator, plastic, steps: int, on_epoch: Callable[[], None],
-               step_losses: list[float] | None = None) -> float:
+               step_losses: list[float] | None = None, on_step: Callable[[int], None] | None = None) -> float:
     """``cfg.epochs`` passes over ``train_on`` as task ``t``; returns the mean observed loss and
     puts each step's loss in ``step_losses`` (read from the device once, at the end of the task).
     On an accelerator the tasks trained on move there first, once for the task (storage dtype)."""
@@ -170,6 +171,8 @@ def train_task(cfg: RunSpec, strategy: Strategy, exps: list[Experience], t: int,
             if plastic:
                 plastic.after_step(x)
             n_steps += 1
+            if on_step:
+                on_step(n_steps)  # progress within the task (throttled: retain.training.ticker)
         if not torch.isfinite(distributed.mean(loss_sum)):  # every rank decides alike
             raise DivergedError(f"loss became non-finite in task {t + 1}, epoch {epoch + 1} with lr {cfg.lr}; "
                                 "lower --lr", task=t)
@@ -212,6 +215,8 @@ def _run(cfg: RunSpec, given: RunSpec | RunConfig, t_start: float, memory: PeakM
     if cfg.ddp != distributed.world_size():
         raise ConfigError(f"ddp {cfg.ddp}: this process is one of {distributed.world_size()} rank(s); a data-parallel "
                           f"run starts through `retain run --ddp N` or torchrun")
+    if progress:
+        progress(0, 0, "loading data")  # building the benchmark may read and decode files for a while
     bench, strategy = build(cfg, check=cfg is not given)
     distributed.broadcast_model(strategy.model)  # data-parallel: rank 0's initial weights everywhere
     initial = copy.deepcopy(strategy.model.state_dict()) if strategy.trains_once else None
@@ -234,6 +239,7 @@ def _run(cfg: RunSpec, given: RunSpec | RunConfig, t_start: float, memory: PeakM
     start = ckpt.resume(strategy, gen, result, stateful) if ckpt else 0
     done = sum(steps_per_task[:start])
     first_step = done + 1  # after a restart, the planned count of the earlier tasks' steps
+    ticker = Ticker(progress, total)
     for t in range(start, len(exps)):  # tasks before ``start`` were trained before a restart
         t0 = time.perf_counter()
         if strategy.trains_once and sets[t]:
@@ -248,8 +254,10 @@ def _run(cfg: RunSpec, given: RunSpec | RunConfig, t_start: float, memory: PeakM
             if progress:
                 progress(done, total, f"task {t + 1}/{len(exps)}")
 
+        ticker.start_task(done, f"task {t + 1}/{len(exps)}")
         step_losses: list[float] = []
-        loss = (train_task(cfg, strategy, exps, t, sets[t], gen, plastic, steps_per_task[t], on_epoch, step_losses)
+        loss = (train_task(cfg, strategy, exps, t, sets[t], gen, plastic, steps_per_task[t], on_epoch, step_losses,
+                           ticker.step if progress else None)
                 if sets[t] else None)  # nothing trained at this task (joint before the last), so no loss
         result.task_seconds.append(time.perf_counter() - t0)
         result.losses.append(loss)
