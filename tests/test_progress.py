@@ -87,3 +87,22 @@ def test_bars_in_a_terminal_have_an_eta_column():
 
     assert any(isinstance(c, TimeRemainingColumn) for c in make_bars().columns)
     assert clock_text(59.6) == "0:01:00" and clock_text(86_400 * 2 + 61) == "2 days, 0:01:01"
+
+
+def test_a_line_while_the_data_load_before_the_runs(tmp_path, capsys, monkeypatch):
+    """The study's data are read once before any run (bad data fail early): when that takes a
+    while, a line says so; when it is quick, nothing is printed."""
+    import time
+
+    import retain.benchmarks
+    from retain.cli.main import main
+
+    real = retain.benchmarks.make_benchmark
+    monkeypatch.setattr(retain.benchmarks, "make_benchmark", lambda *a, **k: (time.sleep(1.5), real(*a, **k))[1])
+    argv = ["run", "--benchmark", "synthetic", "--strategy", "naive", "--seeds", "1", "--tasks", "2", "--quiet",
+            "--no-report", "--warnings", "none"]
+    assert main([*argv, "--out", str(tmp_path / "slow")]) == 0
+    assert "loading the data of synthetic (checked before any run starts)" in capsys.readouterr().err
+    monkeypatch.setattr(retain.benchmarks, "make_benchmark", real)
+    assert main([*argv, "--out", str(tmp_path / "quick")]) == 0
+    assert "loading the data" not in capsys.readouterr().err

@@ -276,8 +276,11 @@ def _study(args: argparse.Namespace):
         return study
     configs = _configs(args)
     first = configs[0]
-    bench = make_benchmark(first.benchmark, tasks=first.tasks, seed=0, scenario=first.scenario,
-                           data_dir=first.data_dir, **first.benchmark_options)  # bad data fails here, early
+    from retain.execution.reporters import announce_after
+
+    with announce_after(1.0, f"loading the data of {first.benchmark} (checked before any run starts)"):
+        bench = make_benchmark(first.benchmark, tasks=first.tasks, seed=0, scenario=first.scenario,
+                               data_dir=first.data_dir, **first.benchmark_options)  # bad data fails here, early
     note = truncation_note(bench)
     if note:
         from retain.cli.console import console

@@ -209,3 +209,25 @@ def make_bars():
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+
+
+class announce_after:  # noqa: N801 - used as a context manager, like contextlib's
+    """Print ``message`` (one line on stderr) if the block is still running after ``seconds``:
+    a data set that takes a while to read says so, one that loads at once prints nothing."""
+
+    def __init__(self, seconds: float, message: str, say=None):
+        self.timer = threading.Timer(seconds, say or self._say, args=(message,))
+        self.timer.daemon = True
+
+    @staticmethod
+    def _say(message: str) -> None:
+        from retain.cli.console import console
+
+        console.print(message)
+
+    def __enter__(self) -> announce_after:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
