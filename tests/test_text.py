@@ -191,7 +191,7 @@ def test_a_text_run_learns_its_tasks(text_tasks, tiny_bert):
 
     write_tasks(text_tasks, train=150, test=60)
     cfg = RunConfig(benchmark=f"text:{text_tasks}", backbone=f"hf:{tiny_bert}", strategy="naive", tasks=1,
-                    epochs=6, lr=5e-3, benchmark_options={"max_length": 32})
+                    epochs=6, lr=5e-3, benchmark_options={"max_length": 32}, backbone_options={"head_lr_scale": 1.0})
     result = run_experiment(cfg)
     assert result.acc_matrix[0][0] > 0.8  # 3 classes: chance is 1/3
 
@@ -337,3 +337,13 @@ def test_retain_run_says_what_max_length_cut(tmp_path, text_tasks, tiny_bert):
     assert done.returncode == 0, done.stderr
     said = " ".join((done.stdout + done.stderr).split())
     assert "8 of 40 training and 4 of 20 test texts cut to 32 tokens (news 20%)" in said
+
+
+def test_the_head_trains_at_its_own_rate(tiny_bert, text_tasks):
+    from retain.training.loop import build
+
+    cfg = RunConfig(benchmark=f"text:{text_tasks}", backbone=f"hf:{tiny_bert}", strategy="naive", lr=1e-4)
+    _, strategy = build(cfg)
+    groups = {g["lr"]: sum(p.numel() for p in g["params"]) for g in strategy.optimizer.param_groups}
+    head = sum(p.numel() for p in strategy.model.head.parameters())
+    assert groups == {1e-4: sum(p.numel() for p in strategy.model.parameters()) - head, 1e-2: head}

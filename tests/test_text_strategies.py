@@ -58,7 +58,7 @@ def tasks(tmp_path):
 def _config(text_tasks, tiny_bert, case):
     strategy, params, plasticity, extra = CASES[case]
     return RunConfig(benchmark=f"text:{text_tasks}", backbone=f"hf:{tiny_bert}", strategy=strategy, tasks=2,
-                     epochs=6, lr=5e-3, params=params, plasticity=plasticity,
+                     epochs=6, lr=5e-3, params=params, plasticity=plasticity, backbone_options={"head_lr_scale": 1.0},
                      benchmark_options={"max_length": 32}, **extra)
 
 
