@@ -100,3 +100,21 @@ def test_report_refuses_a_dpi_out_of_range_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--dpi must be between 30 and 1200, got 5" in err
     assert not (tmp_path / "o").exists()  # nothing written, not even the folder
+
+
+def test_an_ensemble_member_holds_what_its_run_alone_holds(tmp_path, capsys):
+    from retain.cli.main import main
+    from retain.report.data import METHOD_STATE, attach_method_state
+
+    held = {}
+    for how in ("batched", "--no-batch-seeds"):
+        out = tmp_path / how.strip("-")
+        argv = ["run", "--benchmark", "synthetic", "--strategy", "ewc", "--seeds", "2", "--quiet", "--no-report",
+                "--out", str(out)] + ([how] if how.startswith("--") else [])
+        assert main(argv) == 0
+        store = Store(out / "retain.db", readonly=True)
+        runs = store.runs()
+        attach_method_state(store, runs)
+        assert {bool((r.extra or {}).get("batched")) for r in runs} == {how == "batched"}
+        held[how] = sorted(r.extra[METHOD_STATE] for r in runs)
+    assert held["batched"] == held["--no-batch-seeds"] and held["batched"][0] > 0  # its slice, not the stack

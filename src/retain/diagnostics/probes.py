@@ -78,13 +78,16 @@ def activation_probes(model: nn.Module, x: Tensor, tau: float) -> dict[str, floa
 _NOT_THE_METHODS = ("model", "optimizer", "scaler", "task")
 
 
-def _tensor_bytes(obj: Any, seen: set[int]) -> int:
+def _tensor_bytes(obj: Any, seen: set[tuple[int, int]]) -> int:
+    """The bytes of the tensors in ``obj``, each tensor's own elements (a member's view into an
+    ensemble's stacked storage counts its slice, not the whole stack), a tensor seen twice once."""
     if isinstance(obj, Tensor):
-        key = obj.untyped_storage().data_ptr() if obj.device.type != "meta" else id(obj)
-        if key in seen:  # a view or a second reference to storage already counted
+        nbytes = obj.numel() * obj.element_size()
+        key = (obj.data_ptr() if obj.device.type != "meta" else id(obj), nbytes)
+        if key in seen:
             return 0
         seen.add(key)
-        return obj.untyped_storage().nbytes()
+        return nbytes
     if isinstance(obj, dict):
         return sum(_tensor_bytes(v, seen) for v in obj.values())
     if isinstance(obj, (list, tuple)):
@@ -95,7 +98,7 @@ def _tensor_bytes(obj: Any, seen: set[int]) -> int:
 def method_state_mb(strategy: Any) -> float:
     """What the method itself holds beyond the model and its optimiser, in MiB: the tensors of its
     checkpoint state (replay buffer with its logits, EWC's Fishers and anchors, SI's importances,
-    LwF's teacher, ...), each storage counted once. 0 for naive fine-tuning."""
+    LwF's teacher, ...), each tensor once. 0 for naive fine-tuning."""
     try:
         state = strategy.state_dict()
     except Exception:  # noqa: BLE001 - a probe never fails a run
