@@ -240,7 +240,7 @@ def test_a_checkpoint_wrong_inside_is_one_line_and_moved_aside(tmp_path, capsys,
     torch.save(_damage_blob(torch.load(ckpt, weights_only=True), case), ckpt)
     argv = ["run", "--benchmark", "synthetic", "--strategy", "er", "--tasks", "3", "--seeds", "1", "--buffer-size",
             "32", "--replay-batch-size", "16", "--checkpoint-dir", str(tmp_path / "ck"), "--out", str(tmp_path / "o"),
-            "--quiet", "--no-report", "--warnings", "none"]
+            "--threads", "1", "--quiet", "--no-report", "--warnings", "none"]
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -41,13 +41,9 @@ def run_with_progress(study, store, *, backend: str = "local", workers: int | No
             jobs = len(plan([c for c in study.configs if c.key not in finished], checkpoints=bool(checkpoint_dir))[0])
         workers = 1 if on_device and backend == "local" else auto_workers(jobs, backend)
     if threads is None and backend == "local" and already < len(keys):  # by the cores free now, recorded with why
-        from retain.execution.executors import threads_per_run
         from retain.execution.threads import default_threads
 
-        threads, why = default_threads(workers)
-        if threads < threads_per_run(workers):  # fits 80 columns
-            console.print(f"[yellow]note[/yellow]: {threads} torch thread(s) per run, not {threads_per_run(workers)}: "
-                          "other work keeps cores busy")
+        threads, why = default_threads(workers)  # not printed: how busy a machine is varies run to run
     else:
         why = f"--threads {threads} (given)" if threads is not None else "Ray: one CPU a task"
     extra = {**(extra or {}), "threads_choice": why}

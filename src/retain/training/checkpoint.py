@@ -234,7 +234,7 @@ class Checkpointer:
                 hook.load_state_dict(states[name])
             set_rng_state(blob["rng"], loop_generator)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            reason = " ".join(line.strip() for line in str(exc).strip().splitlines())[:200]  # torch: line 2 says what
             raise damaged(self.path, f"{type(exc).__name__}{': ' + reason if reason else ''}") from None
         for name, value in blob["progress"].items():
             setattr(result, name, value)
