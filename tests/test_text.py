@@ -347,3 +347,25 @@ def test_the_head_trains_at_its_own_rate(tiny_bert, text_tasks):
     groups = {g["lr"]: sum(p.numel() for p in g["params"]) for g in strategy.optimizer.param_groups}
     head = sum(p.numel() for p in strategy.model.head.parameters())
     assert groups == {1e-4: sum(p.numel() for p in strategy.model.parameters()) - head, 1e-2: head}
+
+
+# ---- your own text -------------------------------------------------------------------------------
+def test_text_from_arrays_cuts_tasks_by_labels_and_domains(tiny_bert):
+    from retain.benchmarks import text_from_arrays, text_from_hf
+
+    texts = [f"w{i % 7} w{i % 5} w{i % 3}" for i in range(60)]
+    labels = [["cat", "dog", "eel", "fox"][i % 4] for i in range(60)]
+    bench = text_from_arrays(texts, labels, texts[:20], labels[:20], tasks=2, tokenizer=str(tiny_bert), max_length=16)
+    assert bench.num_classes == 4 and [e.classes for e in bench.experiences] == [(0, 1), (2, 3)]
+    assert bench.info["label_names"] == ["task-0:cat", "task-0:dog", "task-1:eel", "task-1:fox"]
+    assert bench.experiences[0].num_train == 30 and bench.experiences[0].train_x.dtype == torch.int32
+    domains = ([i % 3 for i in range(60)], [i % 3 for i in range(20)])
+    by_domain = text_from_arrays(texts, labels, texts[:20], labels[:20], domains=domains, tokenizer=str(tiny_bert))
+    assert by_domain.scenario == "domain-il" and len(by_domain) == 3 and by_domain.num_classes == 4
+    hf = text_from_hf({"train": {"text": texts, "label": labels}, "test": {"text": texts[:20], "label": labels[:20]}},
+                      tokenizer=str(tiny_bert), tasks=2, max_length=16)
+    assert torch.equal(hf.experiences[1].train_x, bench.experiences[1].train_x)
+    with pytest.raises(ConfigError, match="test labels \\['gnu'\\] never occur in training"):
+        text_from_arrays(texts, labels, ["w1"], ["gnu"], tokenizer=str(tiny_bert))
+    with pytest.raises(ConfigError, match="needs splits 'train', 'test' with columns 'text' and 'label'"):
+        text_from_hf({"train": {"sentence": texts}}, tokenizer=str(tiny_bert))

@@ -10,6 +10,8 @@ from retain.registry import import_submodules
 
 import_submodules(__name__, __path__)  # every module registers its benchmarks; a new file needs no listing
 
+from retain.benchmarks.text_custom import text_from_arrays, text_from_hf  # noqa: E402 - after the registrations
+
 
 def make_benchmark(name: str, **kwargs) -> Benchmark:
     """Build the registered benchmark ``name``; unknown names and options raise ConfigError."""
@@ -25,4 +27,4 @@ def make_benchmark(name: str, **kwargs) -> Benchmark:
 
 
 __all__ = ["BENCHMARKS", "SCENARIOS", "Benchmark", "Experience", "from_arrays", "from_dataset", "from_hf",
-           "make_benchmark", "register_benchmark"]
+           "make_benchmark", "register_benchmark", "text_from_arrays", "text_from_hf"]
