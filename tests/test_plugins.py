@@ -313,3 +313,13 @@ def test_a_plugin_hyperparameter_named_like_a_run_flag_is_one_line(tmp_path):
     r = retain("run", "--plugin", str(plugin), "--strategy", "seedy", "--out", str(tmp_path / "o"), *FAST)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"strategy 'seedy' (file {plugin}): its hyperparameter 'seeds' would be the flag --seeds" in r.stderr
+
+
+def test_an_entry_point_under_a_reserved_name_is_one_line(tmp_path):
+    site = tmp_path / "site"
+    _tiny_package(site)
+    (site / "tinyplug-0.1.dist-info" / "entry_points.txt").write_text("[retain.strategies]\ner+ewc = tinyplug:Halved\n")
+    r = retain("run", "--strategy", "er+ewc", "--tasks", "2", "--out", str(tmp_path / "o"), *FAST,
+               env={"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{site}"})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "package tinyplug (entry point retain.strategies:er+ewc): the name 'er+ewc' is reserved" in r.stderr

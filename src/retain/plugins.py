@@ -140,6 +140,10 @@ def load_group(group: str) -> None:
         _ENTRY_POINTS.setdefault(getattr(obj, "__module__", ep.module), f"package {ep.dist.name if ep.dist else '?'}")
         _ENTRY_OBJECTS[id(obj)] = where
         registry = getattr(importlib.import_module(module), attr)
+        reserved = registry.reserved(ep.name) if hasattr(registry, "reserved") else None
+        if reserved:  # it would shadow a resolver's name (a composite such as er+ewc, folder:PATH)
+            raise ConfigError(f"{where}: the name {ep.name!r} is reserved ({reserved}); register it under "
+                              "another name")
         if ep.name not in registry:
             _register(group, registry, ep.name, obj)
 

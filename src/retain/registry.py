@@ -50,15 +50,19 @@ class Registry(Generic[T]):
         finally:
             self._resolving = previous
 
+    def reserved(self, name: str) -> str | None:
+        """What a resolver owns ``name`` as (``folder:PATH``, a composite), or None."""
+        if name == self._resolving:
+            return None
+        return next((what for owns, what in self._reserved if owns(name)), None)
+
     def check_free(self, name: str) -> None:
         """Raise ValueError when ``name`` cannot be registered: taken, or of a kind a resolver owns."""
         if name in self._items:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
-        if name != self._resolving:
-            for owns, what in self._reserved:
-                if owns(name):
-                    raise ValueError(f"{self.kind} name {name!r} is reserved ({what}); register it under "
-                                     "another name")
+        what = self.reserved(name)
+        if what:
+            raise ValueError(f"{self.kind} name {name!r} is reserved ({what}); register it under another name")
 
     def register(self, name: str) -> Callable[[T], T]:
         """A decorator registering its object as ``name``; a name taken or reserved is refused at
