@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The text table of docs/results.md: MiniLM-L6-v2 on the 4-task standard CL benchmark (class-IL),
 # O-LoRA's three task orders (Yelp for Yahoo), one seed each, a budget that fits 2 CPU cores:
-# 256 training and 128 test examples per task, 2 epochs, batch 16, max_length 128, Adam (the encoder at
+# 128 training and 64 test examples per task, 2 epochs, batch 16, max_length 64, Adam (the encoder at
 # 1e-4, its new head at 1e-2).
 #
 #     bash benchmarks/text_table.sh [OUT]        # OUT defaults to measure/text; resumes after a kill
@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 OUT="${1:-measure/text}"
 RETAIN=".venv/bin/retain"
 COMMON=(--benchmark text-cl --backbone hf:models/minilm-l6-v2 --data-dir "${TEXT_CL:-../shared/data/text-cl}"
-        --benchmark-option train_per_task=256 --benchmark-option test_per_task=128
-        --benchmark-option max_length=128 --epochs 2 --seeds 1 --out "$OUT" --quiet)
+        --benchmark-option train_per_task=128 --benchmark-option test_per_task=64
+        --benchmark-option max_length=64 --epochs 2 --seeds 1 --out "$OUT" --quiet)
 for stream in standard-1 standard-2 standard-3; do
   S=(--benchmark-option "stream=$stream")
   # full fine-tuning: naive, replay, regularisers and the joint upper bound
