@@ -68,9 +68,12 @@ def cmd_list(_: argparse.Namespace) -> int:
             print(_line(mark, name, _first_line(obj), origin(obj)))
         if reg is BENCHMARKS:
             print(_line(" ", "folder:PATH", "your images, one folder per class (docs/byo-data.md)", "built-in"))
+            print(_line(" ", "text:PATH", "your text tasks, one folder of JSONL files per task (docs/text.md)",
+                        "built-in"))
         if reg is BACKBONES:
-            print(_line(" ", "hf:DIR_OR_ID", "a pretrained transformers ViT, from a directory or the local Hugging "
-                                             "Face cache, never downloaded (docs/pretrained.md)", "built-in"))
+            print(_line(" ", "hf:DIR_OR_ID", "a pretrained transformers ViT or text encoder (with its tokenizer), "
+                                             "from a directory or the local Hugging Face cache, never downloaded "
+                                             "(docs/pretrained.md, docs/text.md)", "built-in"))
             print(_line(" ", "timm:NAME", "a pretrained timm model from the local cache, where timm is installed",
                         "built-in"))
         if reg is STRATEGIES:
