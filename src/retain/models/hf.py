@@ -1,5 +1,6 @@
-"""Pretrained backbones by name, offline: ``hf:PATH_OR_ID`` (a Vision Transformer through Hugging
-Face ``transformers``) and ``timm:NAME`` (a timm model, where timm is installed).
+"""Pretrained backbones by name, offline: ``hf:PATH_OR_ID`` (a Vision Transformer, or a text encoder
+with its tokenizer (:mod:`retain.models.text`), through Hugging Face ``transformers``) and
+``timm:NAME`` (a timm model, where timm is installed).
 
 ``hf:`` takes a local directory written by ``save_pretrained`` (``retain pretrain`` writes one)
 or a model id already in the local Hugging Face cache (``hf:google/vit-base-patch16-224-in21k``,
@@ -17,8 +18,10 @@ none). Benchmarks give pixels in [0, 1]; one that standardises its inputs (split
 its mean and std in ``--backbone-option input_mean=...`` and ``input_std=...`` so that they are
 undone first.
 
-The weights are part of each run's key (:func:`fingerprint`): pretraining again into the same
-directory makes new runs rather than reusing those of the old weights.
+The weights are part of each run's key (:func:`fingerprint`: every weight file, shard, index and
+tokenizer file): pretraining again into the same directory makes new runs rather than reusing those of
+the old weights. A directory is checked before any run (:func:`check_directory`, then one real load):
+damaged or pickled weights, and weights whose keys do not fit the architecture, are refused in one line.
 """
 
 from __future__ import annotations
