@@ -486,7 +486,8 @@ def add_parser(sub) -> None:
                           "to do); 1 runs in this process, N > 1 a local process pool (with --backend ray: "
                           "the CPUs of a local Ray)")
     run.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the cores "
-                     "the concurrent runs leave free; numbers are bit-identical for the same count)")
+                     "the concurrent runs and other work leave free, and each run records why; numbers are "
+                     "bit-identical for the same count)")
     run.add_argument("--warnings", choices=("summary", "all", "none"), default="summary",
                      help="diagnostics printed after the table: summary (about a dozen lines, most severe "
                           "first), all, or none; every event stays in the store and the report")
