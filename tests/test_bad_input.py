@@ -221,7 +221,7 @@ CASES = [
          r"lr must be <= 1000 \(a step that size overflows the weights\), got 1e\+300"),
     Case("study-unknown-key", "study file with a misspelt setting (epoch = 3)",
          _study(_STUDY_OK.replace("[benchmarks.synthetic]\n", "[benchmarks.synthetic]\nepoch = 3\n")),
-         r"study\.toml:5: benchmarks\.synthetic\.epoch: unknown setting; expected one of"),
+         r"study\.toml:5: benchmarks\.synthetic\.epoch: unknown setting \(did you mean epochs\?\); expected one of"),
     Case("study-wrong-type", "study file with lr = \"fast\"",
          _study(_STUDY_OK.replace("[strategies.naive]\n", "[strategies.naive]\nsettings = { lr = \"fast\" }\n")),
          r"study\.toml:7: strategies\.naive\.settings\.lr: must be float, got 'fast'"),
