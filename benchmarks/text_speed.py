@@ -1,8 +1,9 @@
 """retain's sequential-LoRA run on text against a plain transformers + PEFT loop doing the same steps on the
 same batches (benchmarks/plain_text_lora.py), end to end: each side is a whole command timed from outside
 (imports, reading and tokenising the data, loading the model, training, evaluating every task after each
-one; retain also probes, stores and writes its report). retain starts from an empty token cache, so it
-tokenises as the plain loop does. Sides alternate, R times each; the ratio is of the medians.
+one; retain also probes and stores, and with --report writes its report). retain starts from an empty
+token cache, so it tokenises as the plain loop does. Sides alternate, R times each; the ratio is of the
+medians.
 
     python benchmarks/text_speed.py --model models/minilm-l6-v2 --data ../shared/data/text-cl --repeats 2
 
@@ -39,6 +40,7 @@ def main():
     ap.add_argument("--test", type=int, default=128)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--report", action="store_true", help="let retain write its report too (the plain loop has none)")
     a = ap.parse_args()
     py = sys.executable
     plain = [py, "benchmarks/plain_text_lora.py", "--model", a.model, "--data", a.data, "--tasks", a.tasks,
@@ -59,7 +61,7 @@ def main():
                            "--benchmark-option", f"stream={a.tasks}", "--benchmark-option", f"train_per_task={a.train}",
                            "--benchmark-option", f"test_per_task={a.test}",
                            "--benchmark-option", f"max_length={a.max_length}", "--out", str(Path(tmp) / "out"),
-                           "--quiet"]
+                           "--quiet", *([] if a.report else ["--no-report"])]
                     wall, _ = timed(cmd, env)
                     from retain.store import Store
 

@@ -38,7 +38,7 @@ from torch import Tensor
 from retain.benchmarks.base import Benchmark, Experience
 from retain.benchmarks.builders import check_tasks
 from retain.benchmarks.registry import BENCHMARKS, register_benchmark
-from retain.data.text import PAD, TextTask, load_tokenizer, read_task, tokenise
+from retain.data.text import PAD, TextSplit, TextTask, load_tokenizer, read_task, tokenise
 from retain.errors import ConfigError, DataError
 
 STREAMS: dict[str, tuple[str, ...]] = {
@@ -160,14 +160,16 @@ def text_from_tasks(tasks: Sequence[TextTask], *, tokenizer: str, max_length: in
         for split, keep, salt in (("train", train_per_task, 0), ("test", test_per_task, 1)):
             data = getattr(task, split)
             rows = _keep(len(data.texts), keep, seed=1000 * t + salt)
+            if len(rows) < len(data.texts):  # only the texts kept are tokenised (and cached under their draw)
+                data = TextSplit([data.texts[i] for i in rows], data.labels[rows],
+                                 f"{data.digest}:rows:{keep}:{1000 * t + salt}")
             tokens = tokenise(data, tok, tok_id, max_length, cache=cache)
-            idx = torch.from_numpy(rows)
-            x, lengths, y = tokens.ids[idx], tokens.lengths[idx], torch.from_numpy(ids[data.labels[rows]])
+            x, lengths, y = tokens.ids, tokens.lengths, torch.from_numpy(ids[data.labels])
             if split == "test":  # similar lengths together: evaluation batches carry little padding
                 order = torch.argsort(lengths, stable=True)
                 x, lengths, y = x[order], lengths[order], y[order]
             parts[split] = (x, y, lengths)
-            truncated.setdefault(task.name, {})[split] = [int(tokens.cut[idx].sum()), len(rows)]
+            truncated.setdefault(task.name, {})[split] = [tokens.truncated, len(rows)]
         exps.append(Experience(
             task_id=t, origin=t, name=f"{name}/{task.name}", classes=tuple(int(c) for c in ids),
             train_x=parts["train"][0], train_y=parts["train"][1], test_x=parts["test"][0], test_y=parts["test"][1],
