@@ -369,3 +369,24 @@ def test_text_from_arrays_cuts_tasks_by_labels_and_domains(tiny_bert):
         text_from_arrays(texts, labels, ["w1"], ["gnu"], tokenizer=str(tiny_bert))
     with pytest.raises(ConfigError, match="needs splits 'train', 'test' with columns 'text' and 'label'"):
         text_from_hf({"train": {"sentence": texts}}, tokenizer=str(tiny_bert))
+
+
+def test_a_vit_directory_with_foreign_or_missing_weights_is_refused_at_validation(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from transformers import ViTConfig, ViTModel
+
+    where = tmp_path / "vit"
+    ViTModel(ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1,
+                       num_attention_heads=2, intermediate_size=32), add_pooling_layer=False).save_pretrained(where)
+    RunConfig(benchmark="synthetic", backbone=f"hf:{where}").resolve()  # sound: accepted
+    state = load_file(where / "model.safetensors")
+    save_file({k: v for i, (k, v) in enumerate(state.items()) if i % 3}, where / "model.safetensors")
+    with pytest.raises(ConfigError, match="do not fit its config.json: missing"):
+        RunConfig(benchmark="synthetic", backbone=f"hf:{where}").resolve()
+
+
+def test_a_symlink_loop_is_one_line(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    line = _refused(tmp_path, "--benchmark", "synthetic", "--backbone", f"hf:{loop}", "--strategy", "naive")
+    assert f"hf:{loop}" in line
