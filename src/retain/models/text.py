@@ -9,7 +9,7 @@ sentence representation: the mean of the last layer over real tokens (sentence-t
 pooling, which the directory's ``1_Pooling/config.json`` names when it is one of theirs) or the
 [CLS] token (``pooling=cls``); ``head`` is a new linear classifier over every class of the stream,
 as for images, that grows with them: the row of a class trains only from the task that brings it (see
-``grow``), so a class still to come keeps the logit of a new row; the softmax of training and
+``grow_head``), so a class still to come keeps the logit of a new row; the softmax of training and
 evaluation is over every output, as for images (task-IL evaluation masks other tasks' classes).
 
 The head is new and the encoder is not: at a rate that suits the pretrained weights (Adam 1e-4-3e-4) a
@@ -76,7 +76,7 @@ class TextEncoder(nn.Module):
             for p in self.head.parameters():
                 p.lr_scale = float(head_lr_scale)
         # The head grows with the classes: a class's row trains from the task its class first appears in
-        # (the loop calls grow); until then its gradient is zero, so it stays as initialised, as a row added
+        # (the loop calls grow_head); until then its gradient is zero, so it stays as initialised, as a row added
         # then would be. Under Adam, whose steps have the same size however small the gradient, the rows of
         # classes still to come would otherwise be pushed down by a full step every step of every earlier task
         # (measured: AG News learnt to 28 % as the 4th task, 88 % as the 2nd).
@@ -84,7 +84,7 @@ class TextEncoder(nn.Module):
         self.head.weight.register_hook(lambda g: g * self.grown.unsqueeze(1).to(g.dtype))
         self.head.bias.register_hook(lambda g: g * self.grown.to(g.dtype))
 
-    def grow(self, classes) -> None:
+    def grow_head(self, classes) -> None:
         """Let the rows of ``classes`` train (the run loop calls it before each task's training)."""
         self.grown[list(classes)] = True
 

@@ -155,7 +155,7 @@ def train_task(cfg: RunSpec, strategy: Strategy, exps: list[Experience], t: int,
     exps = [on_device(e) if e in train_on or (cfg.blur > 0 and i in (t, t + 1)) else e for i, e in enumerate(exps)]
     train_on = [on_device(e) for e in train_on]
     exp = exps[t]
-    grow = getattr(strategy.model, "grow", None)  # a head that grows with the classes (retain.models.text)
+    grow = getattr(strategy.model, "grow_head", None)  # a head that grows with the classes (retain.models.text)
     if callable(grow):
         grow(sorted({c for e in train_on for c in e.classes}))
     strategy.set_augmentation(exp.augment)  # before every task, task-free too (no begin_task there)
