@@ -44,8 +44,10 @@ class ProbeConfig:
 def relu_activations(model: nn.Module, x: Tensor) -> list[Tensor]:
     """Outputs of every ReLU module of ``model`` on ``x`` (eval mode, no grad)."""
     acts: list[Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: acts.append(out.detach()))
-             for m in model.modules() if isinstance(m, nn.ReLU)]
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    if not relus:  # a transformer's GELUs: nothing to record, so no forward pass (2 s a task on MiniLM)
+        return acts
+    hooks = [m.register_forward_hook(lambda _m, _i, out: acts.append(out.detach())) for m in relus]
     was = model.training
     model.eval()
     try:

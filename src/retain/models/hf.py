@@ -178,6 +178,15 @@ def fingerprint(spec: str) -> str:
     return _FINGERPRINTS[stamp]
 
 
+#: The model :func:`_verify_loads` loaded last, by directory and file stamp: a run in the same process
+#: (``--workers 1``) starts from a copy of it instead of reading the weights a second time.
+_VERIFIED: dict[tuple, nn.Module] = {}
+
+
+def _stamp(where: Path) -> tuple:
+    return (str(where),) + tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in fingerprinted_files(where))
+
+
 def _verify_loads(spec: str) -> None:
     """Load the weights once, as a run will, so that keys that do not fit the architecture are refused at
     validation (one line, nothing written) rather than by the first run."""
@@ -187,11 +196,22 @@ def _verify_loads(spec: str) -> None:
     if config.model_type == "vit":
         from transformers import ViTModel
 
-        load_pretrained(ViTModel, where, spec, add_pooling_layer=False)
-        return
-    from transformers import AutoModel
+        model = load_pretrained(ViTModel, where, spec, add_pooling_layer=False)
+    else:
+        from transformers import AutoModel
 
-    load_pretrained(AutoModel, where, spec, **_encoder_kwargs(config))
+        model = load_pretrained(AutoModel, where, spec, **_encoder_kwargs(config))
+    _VERIFIED.clear()  # one model held at a time
+    _VERIFIED[_stamp(where)] = model
+
+
+def _pretrained(cls: Any, where: Path, spec: str, **kwargs: Any) -> nn.Module:
+    """The weights of ``where`` as a fresh module: a copy of the one validation loaded in this process, or
+    read from disk (and checked) by :func:`load_pretrained`."""
+    import copy
+
+    held = _VERIFIED.get(_stamp(where))
+    return copy.deepcopy(held) if held is not None else load_pretrained(cls, where, spec, **kwargs)
 
 
 def load_pretrained(cls: Any, where: Path, spec: str, **kwargs: Any) -> nn.Module:
@@ -387,7 +407,7 @@ def _hf_factory(name: str):
         if _on_meta():  # parameter count only: the architecture, no weights read
             vit = ViTModel(config, add_pooling_layer=False)
         else:
-            vit = load_pretrained(ViTModel, where, spec, add_pooling_layer=False)
+            vit = _pretrained(ViTModel, where, spec, add_pooling_layer=False)
         model = build_hf_vit(vit, processor, input_shape, num_classes, name, input_mean, input_std)
         set_mode(model, model.vit, mode, where=name, **lora)
         return model
@@ -429,7 +449,7 @@ def _text_encoder(spec: str, config: Any, where: Path, num_classes: int, mode: s
     if _on_meta():
         encoder = AutoModel.from_config(config, **kwargs)
     else:
-        encoder = load_pretrained(AutoModel, where, spec, **kwargs)
+        encoder = _pretrained(AutoModel, where, spec, **kwargs)
     model = TextEncoder(encoder, num_classes, pooling=sentence_pooling(where) if pooling == "auto" else pooling,
                         pad_id=pad_id_of(tokenizer), head_lr_scale=head_lr_scale)
     set_mode(model, model.encoder, mode, where=f"hf:{spec}", **lora)
