@@ -49,7 +49,9 @@ def test_twice_in_process_is_bit_identical(strategy):
 
 @pytest.mark.slow
 def test_a_spawned_worker_gives_the_same_numbers():
-    names = STRATEGIES.names()
+    # the built-in strategies: other tests register plugins (my-er) and composites that a spawned worker
+    # never imported
+    names = [n for n in STRATEGIES.names() if "+" not in n and STRATEGIES.get(n).__module__.startswith("retain.")]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         remote = pool.map(run_experiment, [_cfg(n) for n in names])
