@@ -166,14 +166,7 @@ class RunConfig:
                 d[name] = value
         d["hidden"] = tuple(d["hidden"])
         backbone = BACKBONES.get(d["backbone"])
-        tokenizer_from_backbone = _match_modality(d, backbone)
-        from retain.benchmarks.registry import MODALITIES
-
-        wants = MODALITIES.get(d["benchmark"], "image")
-        if wants not in getattr(cls, "modalities", ("image", "text")):
-            why = getattr(cls, "modality_note", "") or f"it declares modalities {cls.modalities!r}"
-            raise ConfigError(f"strategy {self.strategy} does not work on {wants} benchmarks such as {d['benchmark']}: "
-                              f"{why}")
+        tokenizer_from_backbone = _match_modality(d, backbone, cls)
         known = set(inspect.signature(backbone).parameters) - {"input_shape", "num_classes"}
         if set(d["backbone_options"]) - known:
             raise ConfigError(f"backbone {d['backbone']!r} has no option(s) "
@@ -263,12 +256,17 @@ def _check_param_names(strategy: str, cls: Any, params: dict[str, Any]) -> None:
                               f"{strategy} has {', '.join(fields) or 'none'}")
 
 
-def _match_modality(d: dict[str, Any], backbone: Any) -> bool:
-    """Refuse a text benchmark with an image backbone and the other way round (one line, before any run);
-    give a text benchmark its backbone's tokenizer unless one is named. True when that filled it."""
+def _match_modality(d: dict[str, Any], backbone: Any, cls: Any) -> bool:
+    """Refuse a text benchmark with an image backbone or a strategy that cannot take text, and the other way
+    round (one line, before any run); give a text benchmark its backbone's tokenizer unless one is named.
+    True when that filled it."""
     from retain.benchmarks.registry import MODALITIES
 
     wants = MODALITIES.get(d["benchmark"], "image")
+    if wants not in getattr(cls, "modalities", ("image", "text")):
+        why = getattr(cls, "modality_note", "") or f"it declares modalities {cls.modalities!r}"
+        raise ConfigError(f"strategy {d['strategy']} does not work on {wants} benchmarks such as {d['benchmark']}: "
+                          f"{why}")
     modality = getattr(backbone, "modality", None)
     has = modality() if callable(modality) else (modality or "image")
     if wants != has:

@@ -32,19 +32,26 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
 
 
+def _bar(ax, y: int, values: np.ndarray, color) -> float | None:
+    """One method's horizontal bar at row ``y``: its mean, whiskers from 3 runs; None (and a note) when
+    nothing was measured."""
+    if not len(values):
+        ax.text(0, y, "  not measured", va="center", ha="left", fontsize=9, color="#59636e")
+        return None
+    mean, half = _mean_half(values)
+    ax.barh(y, mean, color=color, alpha=0.75, height=0.7)
+    if half is not None:
+        ax.errorbar(mean, y, xerr=half, color="black", capsize=4, lw=1.2)
+    return mean
+
+
 def _bars(ax, groups: list[Group], metric: str, styles: Styles, xlabel: str) -> None:
     """Horizontal bars (methods top to bottom in table order), whiskers from 3 runs, one dot a run."""
     rng = np.random.default_rng(0)  # the same jitter every time the report is rendered
     for y, g in enumerate(groups):
         values = np.array(g.values(metric)) * 100
-        if not len(values):
-            ax.text(0, y, "  not measured", va="center", ha="left", fontsize=9, color="#59636e")
-            continue
-        mean, half = _mean_half(values)
-        ax.barh(y, mean, color=styles[g.label][0], alpha=0.75, height=0.7)
-        if half is not None:
-            ax.errorbar(mean, y, xerr=half, color="black", capsize=4, lw=1.2)
-        ax.scatter(values, y + rng.uniform(-0.2, 0.2, len(values)), s=14, color="black", zorder=3, lw=0)
+        if _bar(ax, y, values, styles[g.label][0]) is not None:
+            ax.scatter(values, y + rng.uniform(-0.2, 0.2, len(values)), s=14, color="black", zorder=3, lw=0)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
@@ -166,15 +173,9 @@ def memory_bars(groups: list[Group], path: Path, styles: Styles) -> Path:
     for ax, name, xlabel in ((held, METHOD_STATE, "memory the method holds: buffer and state, MB"),
                              (peak, "peak_mem_mb", "peak process memory per run, MB")):
         for y, g in enumerate(groups):
-            values = np.array(g.values(name))
-            if not len(values):
-                ax.text(0, y, "  not measured", va="center", ha="left", fontsize=9, color="#59636e")
-                continue
-            mean, half = _mean_half(values)
-            ax.barh(y, mean, color=styles[g.label][0], alpha=0.75, height=0.7)
-            if half is not None:
-                ax.errorbar(mean, y, xerr=half, color="black", capsize=4, lw=1.2)
-            ax.text(mean, y, f" {mean:.3g}", va="center", ha="left", fontsize=8)
+            mean = _bar(ax, y, np.array(g.values(name)), styles[g.label][0])
+            if mean is not None:
+                ax.text(mean, y, f" {mean:.3g}", va="center", ha="left", fontsize=8)
         ax.set_xlabel(xlabel)
         ax.grid(axis="x", alpha=0.3)
         ax.margins(x=0.15)
